@@ -108,7 +108,10 @@ class VSPMap:
         r, c = self.player[0] + dr, self.player[1] + dc
         if not self.on_board((r, c)):
             return self
-        return replace(self, player=(r, c))
+        # hot path of every env step: the board is already valid, skip __post_init__
+        moved = object.__new__(VSPMap)
+        moved.__dict__.update(self.__dict__, player=(r, c))
+        return moved
 
     def with_player(self, cell: Cell) -> VSPMap:
         return replace(self, player=cell)

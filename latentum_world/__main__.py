@@ -1,0 +1,5 @@
+import sys
+
+from latentum_world.cli import main
+
+sys.exit(main())

@@ -1,0 +1,34 @@
+"""The ``latentum-world`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from latentum_world import __version__, demo, vsp_cli
+from envs.vsp.formats import VSPFormatError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="latentum-world", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{demo,vsp}")
+    demo.add_parser(sub)
+    vsp_cli.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (FileNotFoundError, VSPFormatError, ValueError) as e:
+        print(f"latentum-world: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

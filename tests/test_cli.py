@@ -1,0 +1,71 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from envs.vsp.loader import load_vsp
+from envs.vsp.maps import ACTION_LETTERS
+from envs.vsp.render import load_png, render_map
+from latentum_world.cli import build_parser, main
+
+
+def test_every_subcommand_has_help(capsys):
+    for argv in (["--help"], ["demo", "--help"], ["vsp", "--help"], ["vsp", "generate", "--help"],
+                 ["vsp", "render", "--help"], ["vsp", "score", "--help"], ["vsp", "play", "--help"]):
+        with pytest.raises(SystemExit) as e:
+            build_parser().parse_args(argv)
+        assert e.value.code == 0
+        assert "usage" in capsys.readouterr().out
+
+
+def test_generate_score_render_round_trip(tmp_path, capsys):
+    out = tmp_path / "gen"
+    assert main(["vsp", "generate", "--level", "3", "--level", "6", "--count", "5", "--seed", "1", "--out", str(out)]) == 0
+    items = load_vsp(out / "maze", task="task-main")
+    assert [(it.level, it.index) for it in items] == [(3, i) for i in range(5)] + [(6, i) for i in range(5)]
+    for it in items:
+        np.testing.assert_array_equal(load_png(it.image_path), render_map(it.map))
+    # same seed, same maps; level streams are independent
+    again = tmp_path / "again"
+    main(["vsp", "generate", "--level", "6", "--count", "5", "--seed", "1", "--out", str(again)])
+    assert [it.map for it in load_vsp(again / "maze")] == [it.map for it in items if it.level == 6]
+
+    plans = tmp_path / "plans.jsonl"
+    lines = [{"level": it.level, "index": it.index, "plan": ",".join(ACTION_LETTERS[a] for a in it.map.shortest_path())}
+             for it in items if it.index != 4]  # item 4 of each level missing: counts as a failure
+    plans.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    report = tmp_path / "report.json"
+    assert main(["vsp", "score", "--vsp", str(out), "--plans", str(plans), "--rule", "strict", "--json", str(report)]) == 0
+    numbers = json.loads(report.read_text())
+    assert numbers["overall"] == {"correct": 8, "total": 10, "accuracy": 0.8}
+    assert numbers["levels"]["3"]["correct"] == 4 and numbers["rule"] == "strict"
+
+    rendered = tmp_path / "rendered"
+    assert main(["vsp", "render", "--vsp", str(out), "--out", str(rendered)]) == 0
+    np.testing.assert_array_equal(load_png(rendered / "level6" / "img" / "2.png"), load_png(items[7].image_path))
+
+
+def test_errors_exit_2_with_message(tmp_path, capsys):
+    assert main(["vsp", "score", "--vsp", str(tmp_path / "missing"), "--plans", "x.jsonl"]) == 2
+    assert "no such VSP folder" in capsys.readouterr().err
+    bad = tmp_path / "plans.jsonl"
+    bad.write_text('{"level": 3, "index": 0, "plan": "R"}\nnot json\n')
+    main(["vsp", "generate", "--level", "3", "--count", "1", "--out", str(tmp_path / "g")])
+    assert main(["vsp", "score", "--vsp", str(tmp_path / "g"), "--plans", str(bad)]) == 2
+    assert "line 2" in capsys.readouterr().err
+
+
+def test_play_reads_keys_from_stdin():
+    proc = subprocess.run([sys.executable, "-m", "latentum_world", "vsp", "play", "--level", "3", "--seed", "1"],
+                          input="R\nX\nn\nq\n", capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "(Right)" in proc.stdout and "unknown key" in proc.stdout and "| Row 3 |" in proc.stdout
+
+
+def test_demo_runs_and_scores(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--count", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "BFS orig" in out and "100.0%" in out
+    assert len(list((tmp_path / "png").glob("*.png"))) == 6
