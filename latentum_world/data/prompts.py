@@ -1,0 +1,121 @@
+"""Questions and answers about one maze image, in VSP's wording.
+
+One function per question kind returns ``(question, answer)`` text for a board state; the same
+functions phrase the VSP benchmark's own items at evaluation time, so training and evaluation
+share one format. The sequence the model sees is ``<img> P x <img_ctx> </img> question`` and it is
+trained to continue with ``answer <eos>``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from envs.vsp.formats import to_table
+from envs.vsp.maps import ACTION_LETTERS, VSPMap
+
+YES, NO = "Yes", "No"
+
+
+def yes_no(flag: bool) -> str:
+    return YES if flag else NO
+
+
+def hole_question(m: VSPMap, cell: tuple[int, int]) -> tuple[str, str]:
+    """VSP task1."""
+    return f"Is there a hole in row {cell[0] + 1}, column {cell[1] + 1}?", yes_no(cell in m.holes)
+
+
+def relative_position(m: VSPMap) -> str:
+    """VSP task2's answer: horizontal component first, a component left out when equal (as the examples write it)."""
+    (pr, pc), (gr, gc) = m.player, m.goal
+    parts = []
+    if pc != gc:
+        parts.append("Left" if pc < gc else "Right")
+    if pr != gr:
+        parts.append("Above" if pr < gr else "Below")
+    return ",".join(parts)
+
+
+def relation_question(m: VSPMap) -> tuple[str, str]:
+    """VSP task2 (the player must not stand on the goal)."""
+    return "Where is the player relative to the goal?", relative_position(m)
+
+
+def matching_question(candidates_text: str, correct: int) -> tuple[str, str]:
+    """VSP task3: ``candidates_text`` is the benchmark's question file (four tables (A)-(D))."""
+    return "Which map matches the image?" + candidates_text, "ABCD"[correct]
+
+
+def safety_trace(m: VSPMap, actions: list[int]) -> tuple[list[tuple[int, int]], bool]:
+    """Replay ``actions`` (off-edge moves do nothing); the positions visited up to the first hole, and safety."""
+    cells, state = [], m
+    for a in actions:
+        state = state.move(a)
+        cells.append(state.player)
+        if state.in_hole:
+            return cells, False
+    return cells, True
+
+
+def safety_question(m: VSPMap, actions: list[int]) -> tuple[str, str]:
+    """VSP task4. The answer walks the sequence cell by cell (``row,col`` per move) before ``Yes``/``No``,
+    so a small model can track the player instead of guessing; scorers read the last word."""
+    cells, safe = safety_trace(m, actions)
+    trace = " ".join(f"{r + 1},{c + 1}" for r, c in cells)
+    return "Is this action sequence safe? " + "".join(ACTION_LETTERS[a] for a in actions), f"{trace} {yes_no(safe)}"
+
+
+def player_question(m: VSPMap) -> tuple[str, str]:
+    return "Where is the player?", f"row {m.player[0] + 1}, column {m.player[1] + 1}"
+
+
+def goal_question(m: VSPMap) -> tuple[str, str]:
+    return "Where is the goal?", f"row {m.goal[0] + 1}, column {m.goal[1] + 1}"
+
+
+def on_goal_question(m: VSPMap) -> tuple[str, str]:
+    return "Is the player on the goal?", yes_no(m.on_goal)
+
+
+def in_hole_question(m: VSPMap) -> tuple[str, str]:
+    return "Is the player in a hole?", yes_no(m.in_hole)
+
+
+def table_question(m: VSPMap) -> tuple[str, str]:
+    """The whole board as VSP table text (``%`` player on goal, ``!`` player in a hole)."""
+    return "Describe the map as a table.", to_table(m)
+
+
+def next_move_question(m: VSPMap) -> tuple[str, str]:
+    """The first move of the BFS shortest path (ties broken L, D, R, U); ``Done!`` on the goal."""
+    if m.in_hole:
+        raise ValueError("no next move from a hole")
+    if m.on_goal:
+        return "What is the next move to reach the goal?", "Done!"
+    path = m.shortest_path()
+    if path is None:
+        raise ValueError("the goal is unreachable")
+    return "What is the next move to reach the goal?", ACTION_LETTERS[path[0]]
+
+
+def parse_cell(text: str) -> tuple[int, int] | None:
+    """``"row r, column c"`` -> 0-based cell, or ``None``."""
+    m = re.fullmatch(r"\s*row (\d+), column (\d+)\s*", text)
+    return (int(m.group(1)) - 1, int(m.group(2)) - 1) if m else None
+
+
+__all__ = [
+    "goal_question",
+    "hole_question",
+    "in_hole_question",
+    "matching_question",
+    "next_move_question",
+    "on_goal_question",
+    "parse_cell",
+    "player_question",
+    "relation_question",
+    "relative_position",
+    "safety_question",
+    "safety_trace",
+    "table_question",
+]

@@ -1,0 +1,166 @@
+"""Understanding examples made on the fly: a random board state, its image, one question, its answer.
+
+Boards come from the benchmark's generator (levels 3..8, hole probability 0.2 or 0.5); the player is
+put anywhere a rollout can take it (its start, any free cell, the goal, a hole) and the elf faces a
+random last move, so the model also understands states the world model will imagine. Every batch
+holds one question kind (cheap padding), drawn by ``weights``; everything is a pure function of
+``(seed, step, rank)``, which is what makes interrupted training resume bit-identically.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from envs.vsp.maps import LEVELS, VSPMap, generate_map
+from envs.vsp.observation import observation_renderer
+from latentum_world.data import prompts
+from latentum_world.tokenizer import IMG_CONTEXT, IMG_END, IMG_START
+
+TASKS = ("task1", "task2", "task3", "task4", "player", "goal", "on_goal", "in_hole", "table", "next_move")
+DEFAULT_WEIGHTS = {
+    "task1": 0.14, "task2": 0.08, "task3": 0.10, "task4": 0.12, "player": 0.08,
+    "goal": 0.06, "on_goal": 0.05, "in_hole": 0.05, "table": 0.20, "next_move": 0.12,
+}
+
+
+@dataclass
+class Example:
+    image: np.ndarray  # (S, S, 3) uint8
+    question: str
+    answer: str
+    task: str
+    map: VSPMap | None = None
+
+
+@dataclass
+class UnderstandingData:
+    """Sampler of understanding examples.
+
+    :param image_size: model image side (the env's ``rgb`` observation size).
+    :param levels: board sizes to draw.
+    :param hole_probs: hole probabilities to draw from (0.2: main task, 0.5: task1's density).
+    :param weights: question kind -> sampling weight.
+    """
+
+    image_size: int = 128
+    levels: tuple[int, ...] = LEVELS
+    hole_probs: tuple[float, ...] = (0.2, 0.2, 0.5)
+    weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+
+    def __post_init__(self) -> None:
+        unknown = set(self.weights) - set(TASKS)
+        if unknown:
+            raise ValueError(f"unknown question kinds {sorted(unknown)}; known: {TASKS}")
+        self._kinds = [k for k in TASKS if self.weights.get(k, 0) > 0]
+        w = np.array([self.weights[k] for k in self._kinds], dtype=np.float64)
+        self._probs = w / w.sum()
+
+    # ------------------------------------------------------------------ states
+    def random_state(self, rng: np.random.Generator, level: int | None = None, hole_prob: float | None = None) -> tuple[VSPMap, int | None]:
+        """A board with the player where rollouts take it, and the elf's last move (``None``: facing down, as at reset)."""
+        level = int(rng.choice(self.levels)) if level is None else level
+        hole_prob = float(rng.choice(self.hole_probs)) if hole_prob is None else hole_prob
+        m = generate_map(rng, level, hole_prob)
+        u = rng.random()
+        if u < 0.45:
+            pass  # the generated start
+        elif u < 0.75:
+            # any cell a rollout can reach: hole-free-connected to the start, hence to the goal
+            reach = m.distances_to_goal()
+            free = [(int(r), int(c)) for r, c in np.argwhere(reach > 0)]
+            m = m.with_player(free[rng.integers(len(free))])
+        elif u < 0.875 or not m.holes:
+            m = m.with_player(m.goal)
+        else:
+            holes = m.sorted_holes()
+            m = m.with_player(holes[rng.integers(len(holes))])
+        last = None if rng.random() < 0.3 else int(rng.integers(4))
+        return m, last
+
+    def image(self, m: VSPMap, last_action: int | None) -> np.ndarray:
+        return observation_renderer(m.size, self.image_size).render(m, last_action)
+
+    # ------------------------------------------------------------------ examples
+    def example(self, rng: np.random.Generator, kind: str) -> Example:
+        if kind == "task4":  # VSP task4: 5x5 boards, the player at its start, 1..9 moves
+            m = generate_map(rng, 5, 0.2)
+            q, a = prompts.safety_question(m, [int(x) for x in rng.integers(4, size=int(rng.integers(1, 10)))])
+            return Example(self.image(m, None), q, a, kind, m)
+        if kind == "task3":  # the benchmark's task3 shows start states
+            from envs.vsp.tasks import make_task3_question
+
+            m = generate_map(rng, int(rng.choice(self.levels)), 0.2)
+            text, correct = make_task3_question(rng, m)
+            q, a = prompts.matching_question(text, correct)
+            return Example(self.image(m, None), q, a, kind, m)
+        m, last = self.random_state(rng, hole_prob=0.5 if kind == "task1" and rng.random() < 0.5 else None)
+        if kind == "task2":
+            while m.on_goal:
+                m, last = self.random_state(rng)
+        if kind == "next_move":
+            while m.in_hole:
+                m, last = self.random_state(rng)
+        if kind == "task1":
+            cell = (int(rng.integers(m.size)), int(rng.integers(m.size)))
+            q, a = prompts.hole_question(m, cell)
+        else:
+            q, a = {
+                "task2": prompts.relation_question,
+                "player": prompts.player_question,
+                "goal": prompts.goal_question,
+                "on_goal": prompts.on_goal_question,
+                "in_hole": prompts.in_hole_question,
+                "table": prompts.table_question,
+                "next_move": prompts.next_move_question,
+            }[kind](m)
+        return Example(self.image(m, last), q, a, kind, m)
+
+    def batch(self, rng: np.random.Generator, size: int, kind: str | None = None) -> list[Example]:
+        kind = self._kinds[int(rng.choice(len(self._kinds), p=self._probs))] if kind is None else kind
+        return [self.example(rng, kind) for _ in range(size)]
+
+
+def batch_rng(seed: int, step: int, rank: int = 0) -> np.random.Generator:
+    """The generator of training batch ``step`` on ``rank``: a pure function of the three."""
+    return np.random.default_rng([seed, step, rank])
+
+
+def image_block(tokenizer, positions: int) -> list[int]:
+    """``<img> positions x <img_ctx> </img>`` ids."""
+    ids = tokenizer.convert_tokens_to_ids([IMG_START, IMG_CONTEXT, IMG_END])
+    return [ids[0]] + [ids[1]] * positions + [ids[2]]
+
+
+def collate(tokenizer, examples: list[Example], positions: int, with_answers: bool = True, left_pad: bool = False) -> dict[str, torch.Tensor]:
+    """Tokenize a batch.
+
+    Training (``with_answers``): right-padded ``prompt answer <eos>`` with labels on answer and ``<eos>`` only.
+    Decoding (``with_answers=False``): left-padded prompts, ready for ``generate_text``.
+    Returns ``input_ids`` / ``attention_mask`` / ``labels`` ``(B, T)`` and ``images`` ``(B, S, S, 3)`` uint8.
+    """
+    head = image_block(tokenizer, positions)
+    rows, labels = [], []
+    for ex in examples:
+        prompt = head + tokenizer.encode_text(ex.question)
+        if with_answers:
+            answer = tokenizer.encode_text(ex.answer) + [tokenizer.eos_token_id]
+            rows.append(prompt + answer)
+            labels.append([-100] * len(prompt) + answer)
+        else:
+            rows.append(prompt)
+            labels.append([-100] * len(prompt))
+    t = max(len(r) for r in rows)
+    pad = tokenizer.pad_token_id
+    ids = torch.full((len(rows), t), pad, dtype=torch.long)
+    lab = torch.full((len(rows), t), -100, dtype=torch.long)
+    mask = torch.zeros((len(rows), t), dtype=torch.long)
+    for i, (r, lb) in enumerate(zip(rows, labels)):
+        sl = slice(t - len(r), t) if left_pad else slice(0, len(r))
+        ids[i, sl] = torch.tensor(r)
+        lab[i, sl] = torch.tensor(lb)
+        mask[i, sl] = 1
+    images = torch.from_numpy(np.stack([ex.image for ex in examples]))
+    return {"input_ids": ids, "attention_mask": mask, "labels": lab, "images": images}

@@ -1,0 +1,1 @@
+"""Evaluation of the model against the real maze: perception, MBAQ, world model."""

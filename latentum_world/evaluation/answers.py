@@ -1,0 +1,42 @@
+"""Answering batches of image questions with the model, and scoring the answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from latentum_world.data.understanding import Example, collate
+
+
+@torch.no_grad()
+def answer(model, tokenizer, examples: list[Example], features: str = "continuous", batch_size: int = 64,
+           max_new_tokens: int = 100) -> list[str]:
+    """Greedy answers to ``examples`` (their ``answer`` fields are ignored)."""
+    device = next(model.parameters()).device
+    out: list[str] = []
+    for i in range(0, len(examples), batch_size):
+        chunk = examples[i : i + batch_size]
+        b = collate(tokenizer, chunk, model.config.latent_positions, with_answers=False, left_pad=True)
+        ids = model.generate_text(b["input_ids"].to(device), b["attention_mask"].to(device), images=b["images"].to(device),
+                                  features=features, max_new_tokens=max_new_tokens)
+        out.extend(tokenizer.decode_text(x) for x in ids)
+    return out
+
+
+def is_correct(kind: str, predicted: str, gold: str) -> bool:
+    """Exact match, except: task4 is judged on its final Yes/No; task2 as VSP's "full correctness"
+    (every gold direction present among the comma-separated answer)."""
+    if kind == "task4":
+        words = predicted.split()
+        return bool(words) and words[-1] == gold.split()[-1]
+    if kind == "task2":
+        pred = {p.strip() for p in predicted.split(",")}
+        return set(gold.split(",")) <= pred
+    return predicted == gold
+
+
+def accuracy_by_kind(examples: list[Example], predictions: list[str]) -> dict[str, float]:
+    kinds: dict[str, list[bool]] = {}
+    for ex, pred in zip(examples, predictions):
+        kinds.setdefault(ex.task, []).append(is_correct(ex.task, pred, ex.answer))
+    return {k: float(np.mean(v)) for k, v in sorted(kinds.items())}

@@ -1,0 +1,95 @@
+"""``LatentUMConfig``: every size of the model, in one ``transformers.PretrainedConfig``."""
+
+from __future__ import annotations
+
+from transformers import PretrainedConfig
+
+
+class LatentUMConfig(PretrainedConfig):
+    """Sizes of LatentUM at CPU scale (the paper's mechanisms, small widths).
+
+    Vision: a ViT over ``image_size`` RGB images in ``patch_size`` patches, then a ``shuffle x shuffle``
+    pixel shuffle, so every image gives ``latent_positions = (image_size / patch_size / shuffle)**2``
+    positions of ``vision_feature_dim = vision_hidden * shuffle**2`` features, whatever the maze level.
+
+    Language model (the understanding branch; MoME adds its generation copies): ``hidden_size`` wide,
+    ``num_layers`` deep, RMSNorm, rotary positions, SwiGLU MLP.
+
+    MBAQ: down-projection to ``code_dim``, product quantization with ``num_codebooks`` codebooks of
+    ``codebook_size`` entries, each over ``code_dim / num_codebooks`` channels, up-projection to ``hidden_size``.
+    """
+
+    model_type = "latentum"
+
+    def __init__(
+        self,
+        image_size: int = 128,
+        patch_size: int = 16,
+        shuffle: int = 2,
+        vision_hidden: int = 128,
+        vision_layers: int = 4,
+        vision_heads: int = 4,
+        vision_mlp: int = 512,
+        vocab_size: int = 187,
+        hidden_size: int = 128,
+        num_layers: int = 4,
+        num_heads: int = 4,
+        mlp_size: int = 384,
+        rope_theta: float = 10000.0,
+        rms_eps: float = 1e-6,
+        max_position: int = 2048,
+        code_dim: int = 64,
+        num_codebooks: int = 4,
+        codebook_size: int = 64,
+        quantizer_hidden: int = 1024,
+        commitment_weight: float = 0.25,
+        entropy_weight: float = 0.1,
+        usage_decay: float = 0.99,
+        dead_code_fraction: float = 0.03,
+        max_restarts: int = 16,
+        generation_branch: bool = False,
+        depth_layers: int = 1,
+        depth_heads: int = 4,
+        initializer_range: float = 0.02,
+        pad_token_id: int = 0,
+        eos_token_id: int = 2,
+        img_start_id: int = 3,
+        img_end_id: int = 4,
+        img_context_id: int = 5,
+        **kwargs,
+    ):
+        if image_size % (patch_size * shuffle):
+            raise ValueError(f"image_size {image_size} must be a multiple of patch_size*shuffle = {patch_size * shuffle}")
+        if code_dim % num_codebooks:
+            raise ValueError(f"code_dim {code_dim} must split evenly over {num_codebooks} codebooks")
+        if hidden_size % num_heads or vision_hidden % vision_heads:
+            raise ValueError("hidden sizes must be multiples of their head counts")
+        self.image_size, self.patch_size, self.shuffle = image_size, patch_size, shuffle
+        self.vision_hidden, self.vision_layers, self.vision_heads, self.vision_mlp = vision_hidden, vision_layers, vision_heads, vision_mlp
+        self.hidden_size, self.num_layers, self.num_heads, self.mlp_size = hidden_size, num_layers, num_heads, mlp_size
+        self.rope_theta, self.rms_eps, self.max_position = rope_theta, rms_eps, max_position
+        self.code_dim, self.num_codebooks, self.codebook_size = code_dim, num_codebooks, codebook_size
+        self.quantizer_hidden = quantizer_hidden
+        self.commitment_weight, self.entropy_weight = commitment_weight, entropy_weight
+        self.usage_decay, self.dead_code_fraction, self.max_restarts = usage_decay, dead_code_fraction, max_restarts
+        self.generation_branch, self.depth_layers, self.depth_heads = generation_branch, depth_layers, depth_heads
+        self.initializer_range = initializer_range
+        self.img_start_id, self.img_end_id, self.img_context_id = img_start_id, img_end_id, img_context_id
+        super().__init__(vocab_size=vocab_size, pad_token_id=pad_token_id, eos_token_id=eos_token_id, **kwargs)
+        self.vocab_size = vocab_size
+
+    @property
+    def grid_side(self) -> int:
+        return self.image_size // (self.patch_size * self.shuffle)
+
+    @property
+    def latent_positions(self) -> int:
+        return self.grid_side**2
+
+    @property
+    def vision_feature_dim(self) -> int:
+        return self.vision_hidden * self.shuffle**2
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads

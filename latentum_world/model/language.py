@@ -1,0 +1,232 @@
+"""The decoder-only language model: the understanding branch that MoME later doubles.
+
+RMSNorm, rotary positions, causal SDPA attention with q/k norms, SwiGLU MLP and a KV cache that can
+be cropped (the roll-back LatentUM needs before re-ingesting a generated image). Each layer is a
+:class:`MoMELayer`: with ``generation_branch`` off it is a plain decoder layer; with it on, tokens
+whose ``gen_mask`` is set use the ``*_vision`` copies of the projections, q/k norms and MLP, while
+attention itself runs once over the joint sequence and the layer norms stay shared.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from latentum_world.model.config import LatentUMConfig
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+def rotary(x: torch.Tensor, positions: torch.Tensor, theta: float) -> torch.Tensor:
+    """Rotate ``x`` ``(B, h, T, hd)`` by ``positions`` ``(B, T)`` (half-split rotary embedding)."""
+    hd = x.shape[-1]
+    inv = 1.0 / (theta ** (torch.arange(0, hd, 2, device=x.device, dtype=torch.float32) / hd))  # (hd/2,)
+    ang = positions.to(torch.float32)[:, None, :, None] * inv  # (B, 1, T, hd/2)
+    cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
+    x1, x2 = x[..., : hd // 2], x[..., hd // 2 :]
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+
+
+class KVCache:
+    """Per-layer keys/values ``(B, h, S, hd)`` plus which cached keys are real (not padding)."""
+
+    def __init__(self, num_layers: int):
+        self.keys: list[torch.Tensor | None] = [None] * num_layers
+        self.values: list[torch.Tensor | None] = [None] * num_layers
+        self.key_valid: torch.Tensor | None = None  # (B, S) bool
+
+    @property
+    def length(self) -> int:
+        return 0 if self.keys[0] is None else self.keys[0].shape[2]
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.keys[layer] is not None:
+            k = torch.cat([self.keys[layer], k], dim=2)
+            v = torch.cat([self.values[layer], v], dim=2)
+        self.keys[layer], self.values[layer] = k, v
+        return k, v
+
+    def crop(self, length: int) -> None:
+        """Forget everything after the first ``length`` positions (roll back)."""
+        for i in range(len(self.keys)):
+            if self.keys[i] is not None:
+                self.keys[i] = self.keys[i][:, :, :length]
+                self.values[i] = self.values[i][:, :, :length]
+        if self.key_valid is not None:
+            self.key_valid = self.key_valid[:, :length]
+
+    def clone(self) -> KVCache:
+        new = KVCache(len(self.keys))
+        new.keys, new.values = list(self.keys), list(self.values)  # tensors are never modified in place
+        new.key_valid = self.key_valid
+        return new
+
+    def select(self, index: torch.Tensor) -> KVCache:
+        """The cache of a subset / reordering of the batch."""
+        new = KVCache(len(self.keys))
+        new.keys = [None if k is None else k[index] for k in self.keys]
+        new.values = [None if v is None else v[index] for v in self.values]
+        new.key_valid = None if self.key_valid is None else self.key_valid[index]
+        return new
+
+
+def route(x: torch.Tensor, gen_mask: torch.Tensor | None, text_fn, vision_fn) -> torch.Tensor:
+    """Hard MoME routing of ``x`` ``(B, T, ...)``: ``vision_fn`` where ``gen_mask`` ``(B, T)`` is set, else ``text_fn``."""
+    if gen_mask is None or vision_fn is None or not bool(gen_mask.any()):
+        return text_fn(x)
+    if bool(gen_mask.all()):
+        return vision_fn(x)
+    text_out = text_fn(x[~gen_mask])  # (n_text, ...)
+    out = x.new_empty((*gen_mask.shape, *text_out.shape[1:]))
+    out[~gen_mask] = text_out
+    out[gen_mask] = vision_fn(x[gen_mask])
+    return out
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.gate = nn.Linear(dim, hidden, bias=False)
+        self.up = nn.Linear(dim, hidden, bias=False)
+        self.down = nn.Linear(hidden, dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(F.silu(self.gate(x)) * self.up(x))
+
+
+class MoMEAttention(nn.Module):
+    """Causal self-attention with per-branch q/k/v/o projections and q/k norms, one shared attention op."""
+
+    def __init__(self, config: LatentUMConfig):
+        super().__init__()
+        d, self.h, self.hd, self.theta = config.hidden_size, config.num_heads, config.head_dim, config.rope_theta
+        self.q_proj, self.k_proj, self.v_proj, self.o_proj = (nn.Linear(d, d, bias=False) for _ in range(4))
+        self.q_norm, self.k_norm = RMSNorm(self.hd, config.rms_eps), RMSNorm(self.hd, config.rms_eps)
+        self.has_vision = False
+
+    def add_generation_branch(self) -> None:
+        """Create the ``*_vision`` copies, initialised from the (trained) text weights."""
+        for name in ("q_proj", "k_proj", "v_proj", "o_proj", "q_norm", "k_norm"):
+            setattr(self, f"{name}_vision", _copy(getattr(self, name)))
+        self.has_vision = True
+
+    def _branch(self, name: str):
+        return getattr(self, f"{name}_vision") if self.has_vision else None
+
+    def forward(self, x, positions, attn_mask, gen_mask=None, cache: KVCache | None = None, layer: int = 0):
+        b, t, d = x.shape
+        gm = gen_mask if self.has_vision else None
+
+        def heads(name: str) -> torch.Tensor:
+            proj, norm = getattr(self, f"{name}_proj"), getattr(self, f"{name}_norm")
+            text_fn = lambda z: norm(proj(z).view(*z.shape[:-1], self.h, self.hd))  # noqa: E731
+            vision_fn = None
+            if gm is not None:
+                vp, vn = self._branch(f"{name}_proj"), self._branch(f"{name}_norm")
+                vision_fn = lambda z: vn(vp(z).view(*z.shape[:-1], self.h, self.hd))  # noqa: E731
+            return route(x, gm, text_fn, vision_fn).transpose(1, 2)  # (B, h, T, hd)
+
+        q, k = heads("q"), heads("k")
+        v = route(x, gm, self.v_proj, self._branch("v_proj") if gm is not None else None)
+        v = v.view(b, t, self.h, self.hd).transpose(1, 2)  # (B, h, T, hd)
+        q, k = rotary(q, positions, self.theta), rotary(k, positions, self.theta)
+        if cache is not None:
+            k, v = cache.update(layer, k, v)  # (B, h, S, hd)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # (B, h, T, hd)
+        out = out.transpose(1, 2).reshape(b, t, d)
+        return route(out, gm, self.o_proj, self._branch("o_proj") if gm is not None else None)
+
+
+class MoMELayer(nn.Module):
+    """Decoder layer: shared norms, branch-routed attention projections and MLP."""
+
+    def __init__(self, config: LatentUMConfig):
+        super().__init__()
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_eps)
+        self.self_attn = MoMEAttention(config)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_eps)
+        self.mlp = SwiGLU(config.hidden_size, config.mlp_size)
+        self.has_vision = False
+
+    def add_generation_branch(self) -> None:
+        self.self_attn.add_generation_branch()
+        self.mlp_vision = _copy(self.mlp)
+        self.has_vision = True
+
+    def forward(self, x, positions, attn_mask, gen_mask=None, cache=None, layer=0):
+        x = x + self.self_attn(self.input_layernorm(x), positions, attn_mask, gen_mask, cache, layer)
+        h = self.post_attention_layernorm(x)
+        return x + route(h, gen_mask if self.has_vision else None, self.mlp, getattr(self, "mlp_vision", None))
+
+
+def _copy(module: nn.Module) -> nn.Module:
+    import copy
+
+    return copy.deepcopy(module)
+
+
+class LanguageModel(nn.Module):
+    """Token embeddings, MoME layers, final norm; the text head lives on the wrapper (shared by both branches)."""
+
+    def __init__(self, config: LatentUMConfig):
+        super().__init__()
+        self.config = config
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList(MoMELayer(config) for _ in range(config.num_layers))
+        self.norm = RMSNorm(config.hidden_size, config.rms_eps)
+
+    def forward(
+        self,
+        inputs_embeds: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        gen_mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        positions: torch.Tensor | None = None,
+        attn_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """:param inputs_embeds: ``(B, T, d)``; :param attention_mask: ``(B, T)`` 1 = real token.
+
+        ``attn_mask`` ``(B, 1, T, S)`` bool overrides the causal mask (dual-sequence training).
+        Returns the final hidden states ``(B, T, d)``.
+        """
+        b, t, _ = inputs_embeds.shape
+        past = cache.length if cache is not None else 0
+        valid = torch.ones(b, t, dtype=torch.bool, device=inputs_embeds.device) if attention_mask is None else attention_mask.bool()
+        if cache is not None:
+            cache.key_valid = valid if cache.key_valid is None else torch.cat([cache.key_valid, valid], dim=1)
+            key_valid = cache.key_valid  # (B, S)
+        else:
+            key_valid = valid
+        if positions is None:
+            # positions count real tokens only, so left padding does not shift them
+            prev = key_valid[:, :past].sum(1, keepdim=True) if past else torch.zeros(b, 1, dtype=torch.long, device=valid.device)
+            positions = prev + valid.long().cumsum(1) - 1  # (B, T)
+            positions = positions.clamp(min=0)
+        if attn_mask is None:
+            attn_mask = causal_mask(key_valid, t, past)
+        x = inputs_embeds
+        for i, layer in enumerate(self.layers):
+            x = layer(x, positions, attn_mask, gen_mask, cache, i)
+        return self.norm(x)
+
+
+def causal_mask(key_valid: torch.Tensor, t: int, past: int) -> torch.Tensor:
+    """``(B, 1, T, S)`` bool: query ``i`` (absolute ``past + i``) sees real keys up to itself.
+
+    Each query also sees itself, so a padding query never has an all-masked row (which gives NaNs).
+    """
+    s = key_valid.shape[1]
+    q_pos = torch.arange(past, past + t, device=key_valid.device)[:, None]  # (T, 1)
+    k_pos = torch.arange(s, device=key_valid.device)[None, :]  # (1, S)
+    allowed = (k_pos <= q_pos)[None] & key_valid[:, None, :]  # (B, T, S)
+    allowed |= (k_pos == q_pos)[None]
+    return allowed[:, None]

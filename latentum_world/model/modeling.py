@@ -1,0 +1,150 @@
+"""``LatentUMModel``: the understanding model (vision encoder, projector, language model, text head)
+with its MBAQ quantizer, as a ``transformers`` ``PreTrainedModel``.
+
+Observed images always enter as continuous features (``mlp1(ViT(image))``) at the ``<img_ctx>``
+placeholders; ``features="quantized"`` swaps in MBAQ's ``up_proj(z_q)`` (the MBAQ training student and
+the quantized evaluations).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+
+from latentum_world.model.config import LatentUMConfig
+from latentum_world.model.language import KVCache, LanguageModel
+from latentum_world.model.mbaq import MBAQOutput, MBAQuantizer
+from latentum_world.model.vision import VisionEncoder, VisionProjector
+
+FEATURE_KINDS = ("continuous", "quantized")
+
+
+@dataclass
+class LatentUMOutput:
+    logits: torch.Tensor  # (B, T, vocab)
+    hidden_states: torch.Tensor  # (B, T, d) final-norm hidden states
+    loss: torch.Tensor | None = None  # () answer-token cross-entropy when labels are given
+    quantizer: MBAQOutput | None = None  # set when features="quantized"
+
+
+class LatentUMModel(PreTrainedModel):
+    config_class = LatentUMConfig
+    base_model_prefix = "latentum"
+    main_input_name = "input_ids"
+
+    def __init__(self, config: LatentUMConfig):
+        super().__init__(config)
+        self.vision_model = VisionEncoder(config)
+        self.mlp1 = VisionProjector(config)
+        self.quantizer = MBAQuantizer(config)
+        self.language_model = LanguageModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            nn.init.normal_(module.weight, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=std)
+        elif isinstance(module, VisionEncoder):
+            nn.init.normal_(module.pos_embed, std=std)
+
+    # ------------------------------------------------------------------ images
+    def get_vit_feature(self, images: torch.Tensor) -> torch.Tensor:
+        """``(N, H, W, 3)`` uint8 -> ``(N, P, vision_feature_dim)``: the quantizer's input."""
+        return self.vision_model(images)
+
+    def extract_feature(self, images: torch.Tensor) -> torch.Tensor:
+        """Continuous image embeddings ``(N, P, d)`` for observed images."""
+        return self.mlp1(self.get_vit_feature(images))
+
+    def image_embeddings(self, images: torch.Tensor, features: str = "continuous") -> tuple[torch.Tensor, MBAQOutput | None]:
+        if features == "continuous":
+            return self.extract_feature(images), None
+        if features == "quantized":
+            q = self.quantizer(self.get_vit_feature(images))
+            return q.x_vq, q
+        raise ValueError(f"features must be one of {FEATURE_KINDS}, got {features!r}")
+
+    def embed(self, input_ids: torch.Tensor, image_embeds: torch.Tensor | None) -> torch.Tensor:
+        """Token embeddings ``(B, T, d)`` with ``image_embeds`` ``(N, P, d)`` written over the ``<img_ctx>`` slots in order."""
+        x = self.language_model.embed_tokens(input_ids)  # (B, T, d)
+        slots = input_ids == self.config.img_context_id  # (B, T)
+        n_slots = int(slots.sum())
+        if image_embeds is None:
+            if n_slots:
+                raise ValueError(f"input has {n_slots} image placeholders but no images were given")
+            return x
+        flat = image_embeds.reshape(-1, image_embeds.shape[-1])
+        if flat.shape[0] != n_slots:
+            raise ValueError(f"input has {n_slots} image placeholders but the images fill {flat.shape[0]}")
+        x = x.clone()
+        x[slots] = flat.to(x.dtype)
+        return x
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        images: torch.Tensor | None = None,
+        image_embeds: torch.Tensor | None = None,
+        features: str = "continuous",
+        labels: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        gen_mask: torch.Tensor | None = None,
+    ) -> LatentUMOutput:
+        """:param input_ids: ``(B, T)``; :param images: ``(N, H, W, 3)`` uint8, one per ``<img>`` block in order;
+        :param image_embeds: ready ``(N, P, d)`` embeddings instead of ``images``; :param labels: ``(B, T)``, -100 = ignore.
+        """
+        q = None
+        if images is not None:
+            if image_embeds is not None:
+                raise ValueError("pass images or image_embeds, not both")
+            image_embeds, q = self.image_embeddings(images, features)
+        x = self.embed(input_ids, image_embeds)
+        h = self.language_model(x, attention_mask, gen_mask=gen_mask, cache=cache)  # (B, T, d)
+        logits = self.lm_head(h)  # (B, T, vocab)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100)
+        return LatentUMOutput(logits=logits, hidden_states=h, loss=loss, quantizer=q)
+
+    # ------------------------------------------------------------------ decoding
+    @torch.no_grad()
+    def generate_text(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        images: torch.Tensor | None = None,
+        image_embeds: torch.Tensor | None = None,
+        features: str = "continuous",
+        max_new_tokens: int = 96,
+    ) -> list[list[int]]:
+        """Greedy answers for LEFT-padded prompts ``(B, T)``; returns each answer's ids up to (not including) ``<eos>``."""
+        if images is not None:
+            image_embeds, _ = self.image_embeddings(images, features)
+        cache = KVCache(self.config.num_layers)
+        x = self.embed(input_ids, image_embeds)
+        h = self.language_model(x, attention_mask, cache=cache)
+        nxt = self.lm_head(h[:, -1]).argmax(-1)  # (B,)
+        b = input_ids.shape[0]
+        done = torch.zeros(b, dtype=torch.bool, device=input_ids.device)
+        out: list[list[int]] = [[] for _ in range(b)]
+        ones = torch.ones(b, 1, dtype=attention_mask.dtype, device=input_ids.device)
+        for _ in range(max_new_tokens):
+            done |= nxt == self.config.eos_token_id
+            for i in torch.nonzero(~done).flatten().tolist():
+                out[i].append(int(nxt[i]))
+            if bool(done.all()):
+                break
+            h = self.language_model(self.language_model.embed_tokens(nxt[:, None]), ones, cache=cache)
+            nxt = self.lm_head(h[:, -1]).argmax(-1)
+        return out

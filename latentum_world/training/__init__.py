@@ -1,0 +1,1 @@
+"""The one training pipeline: Hydra config -> stage -> :class:`Trainer` loop."""

@@ -1,0 +1,154 @@
+"""Training stages. Each owns its model set-up, batches, loss and evaluation; :class:`Trainer` runs them.
+
+* ``vlm``: the understanding model (vision encoder, ``mlp1``, language model, text head) learns VSP
+  questions from scratch. The quantizer is untouched.
+* ``mbaq``: everything but the quantizer frozen; the quantizer learns to make the model's answer
+  distribution on quantized features match the one on continuous features (KL at answer tokens)
+  plus its codebook / commitment / entropy terms. No pixel loss.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+
+from latentum_world.data.understanding import TASKS, UnderstandingData, batch_rng, collate
+from latentum_world.evaluation.answers import accuracy_by_kind, answer
+from latentum_world.model.config import LatentUMConfig
+from latentum_world.model.mbaq import codebook_perplexity
+from latentum_world.model.modeling import LatentUMModel
+from latentum_world.tokenizer import LatentUMTokenizer, build_tokenizer
+
+#: Held-out examples come from this seed stream, disjoint from training's ``[seed, step, rank]`` streams.
+EVAL_SEED = 987_654_321
+
+
+def load_model(path: str | Path) -> tuple[LatentUMModel, LatentUMTokenizer]:
+    """A trained model directory (``save_pretrained`` output) and its tokenizer."""
+    path = Path(path)
+    if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
+        raise FileNotFoundError(f"{path} is not a LatentUM model directory (needs config.json and model.safetensors)")
+    model = LatentUMModel.from_pretrained(path)
+    return model, LatentUMTokenizer.from_pretrained(path)
+
+
+class UnderstandingStage:
+    """Shared by ``vlm`` and ``mbaq``: the synthetic question data and the per-kind evaluation."""
+
+    name = "base"
+
+    def __init__(self, cfg: DictConfig):
+        self.cfg, self.sc = cfg, cfg.stage
+        data = OmegaConf.to_container(self.sc.data, resolve=True)
+        self.data = UnderstandingData(image_size=data["image_size"], hole_probs=tuple(data["hole_probs"]), weights=data["weights"])
+        self._eval_examples = None
+
+    def batch(self, step: int, rank: int) -> dict:
+        examples = self.data.batch(batch_rng(self.cfg.seed, step, rank), self.sc.batch_size)
+        return collate(self.tokenizer, examples, self.positions)
+
+    def eval_examples(self) -> list:
+        if self._eval_examples is None:
+            rng = np.random.default_rng(EVAL_SEED)
+            kinds = [k for k in TASKS if self.data.weights.get(k, 0) > 0]  # the kinds this run trains on
+            self._eval_examples = [ex for kind in kinds for ex in self.data.batch(rng, self.sc.eval_examples, kind)]
+        return self._eval_examples
+
+    def after_step(self, model, step: int) -> dict:
+        return {}
+
+    def _finish_build(self, model: LatentUMModel, tokenizer) -> tuple[LatentUMModel, LatentUMTokenizer]:
+        self.tokenizer, self.positions = tokenizer, model.config.latent_positions
+        if self.data.image_size != model.config.image_size:
+            raise ValueError(f"data image_size {self.data.image_size} != model image_size {model.config.image_size}")
+        return model, tokenizer
+
+
+class VLMStage(UnderstandingStage):
+    name = "vlm"
+
+    def build(self, ckpt: Path | None):
+        if ckpt is not None:
+            model, tok = load_model(ckpt)
+        elif self.cfg.init_from or self.sc.get("init_from"):
+            model, tok = load_model(self.cfg.init_from or self.sc.init_from)
+        else:
+            tok = build_tokenizer()
+            sizes = OmegaConf.to_container(self.cfg.model, resolve=True)
+            model = LatentUMModel(LatentUMConfig(vocab_size=len(tok), pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                                                 img_start_id=tok.convert_tokens_to_ids("<img>"),
+                                                 img_end_id=tok.convert_tokens_to_ids("</img>"),
+                                                 img_context_id=tok.convert_tokens_to_ids("<img_ctx>"), **sizes))
+        for p in model.quantizer.parameters():
+            p.requires_grad_(False)
+        return self._finish_build(model, tok)
+
+    def trainable_parameters(self, model):
+        return [p for p in model.parameters() if p.requires_grad]
+
+    def compute_loss(self, wrapped, model, batch):
+        out = wrapped(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], images=batch["images"], labels=batch["labels"])
+        return out.loss, {"losses/answer_ce": out.loss.item()}
+
+    def evaluate(self, model) -> dict:
+        examples = self.eval_examples()
+        acc = accuracy_by_kind(examples, answer(model, self.tokenizer, examples))
+        return {f"acc_{k}": v for k, v in acc.items()}
+
+
+class MBAQStage(UnderstandingStage):
+    name = "mbaq"
+
+    def build(self, ckpt: Path | None):
+        source = ckpt or self.cfg.init_from or self.sc.init_from
+        if source is None:
+            raise ValueError("stage mbaq needs a trained understanding model: set init_from=<vlm model dir>")
+        model, tok = load_model(source)
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.startswith("quantizer."))
+        return self._finish_build(model, tok)
+
+    def trainable_parameters(self, model):
+        return [p for n, p in model.named_parameters() if n.startswith("quantizer.")]
+
+    def compute_loss(self, wrapped, model, batch):
+        kw = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], images=batch["images"])
+        with torch.no_grad():
+            teacher = model(**kw, features="continuous").logits  # (B, T, V)
+        student_out = wrapped(**kw, features="quantized")
+        answer_pos = batch["labels"][:, 1:] != -100  # (B, T-1): positions whose next token is an answer token
+        t = F.log_softmax(teacher[:, :-1][answer_pos], dim=-1)  # (N, V)
+        s = F.log_softmax(student_out.logits[:, :-1][answer_pos], dim=-1)  # (N, V)
+        kl = F.kl_div(s, t, log_target=True, reduction="batchmean")
+        vq = student_out.quantizer.loss
+        self._last_indices = student_out.quantizer.indices.detach()
+        return kl + self.sc.vq_weight * vq, {"losses/kl": kl.item(), "losses/vq": vq.item()}
+
+    def after_step(self, model, step: int) -> dict:
+        # restart randomness is a function of the step, so a resumed run restarts the same codes
+        gen = torch.Generator().manual_seed(int(self.cfg.seed) * 1_000_003 + step)
+        restarted = model.quantizer.restart_dead_codes(gen)
+        perplexity = codebook_perplexity(self._last_indices, model.config.codebook_size)
+        out = {"mbaq/restarted_codes": restarted}
+        out.update({f"mbaq/batch_perplexity_{i}": float(v) for i, v in enumerate(perplexity)})
+        return out
+
+    def evaluate(self, model) -> dict:
+        examples = self.eval_examples()
+        results = {}
+        for features in ("continuous", "quantized"):
+            acc = accuracy_by_kind(examples, answer(model, self.tokenizer, examples, features=features))
+            results.update({f"{features}/acc_{k}": v for k, v in acc.items()})
+        images = torch.from_numpy(np.stack([ex.image for ex in examples])).to(next(model.parameters()).device)
+        with torch.no_grad():
+            codes = model.quantizer.encode(model.get_vit_feature(images))
+        for i, v in enumerate(codebook_perplexity(codes, model.config.codebook_size)):
+            results[f"perplexity_{i}"] = float(v)
+        return results
+
+
+STAGES = {"vlm": VLMStage, "mbaq": MBAQStage}

@@ -1,0 +1,133 @@
+import numpy as np
+import pytest
+import torch
+
+from envs.vsp.formats import to_table
+from envs.vsp.maps import generate_map
+from latentum_world.data.understanding import Example, UnderstandingData, collate
+from latentum_world.model.config import LatentUMConfig
+from latentum_world.model.language import KVCache
+from latentum_world.model.mbaq import MBAQuantizer, VectorQuantizer, codebook_perplexity
+from latentum_world.model.modeling import LatentUMModel
+from latentum_world.tokenizer import LatentUMTokenizer, build_tokenizer
+
+TINY = dict(vision_hidden=32, vision_layers=1, vision_heads=2, vision_mlp=64, hidden_size=32, num_layers=2, num_heads=2,
+            mlp_size=64, code_dim=16, num_codebooks=2, codebook_size=16, quantizer_hidden=64)
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return build_tokenizer()
+
+
+def tiny_model(tok, **kw):
+    torch.manual_seed(0)
+    return LatentUMModel(LatentUMConfig(vocab_size=len(tok), **{**TINY, **kw})).eval()
+
+
+def examples(n=4, seed=0, kind=None):
+    data = UnderstandingData(weights={"task1": 1, "table": 1, "player": 1, "task4": 1})
+    return data.batch(np.random.default_rng(seed), n, kind or "table")
+
+
+def test_tokenizer_round_trip_and_save(tok, tmp_path):
+    rng = np.random.default_rng(0)
+    for level in range(3, 9):
+        m = generate_map(rng, level)
+        for text in (to_table(m), to_table(m.with_player(m.goal)), "Is there a hole in row 3, column 1?", "5,3 4,3 No", "Done!"):
+            assert tok.decode_text(tok.encode_text(text)) == text
+    assert len(tok.encode_text(to_table(generate_map(rng, 8)))) == 90
+    tok.save_pretrained(tmp_path)
+    again = LatentUMTokenizer.from_pretrained(tmp_path)
+    assert again.get_vocab() == tok.get_vocab()
+    with pytest.raises(ValueError, match="outside the tokenizer's vocabulary"):
+        tok.encode_text("zebra")
+
+
+def test_forward_shapes_and_save_load(tok, tmp_path):
+    model = tiny_model(tok)
+    batch = collate(tok, examples(), model.config.latent_positions)
+    out = model(**{k: batch[k] for k in ("input_ids", "attention_mask", "images", "labels")})
+    b, t = batch["input_ids"].shape
+    assert out.logits.shape == (b, t, len(tok)) and out.hidden_states.shape == (b, t, 32) and out.loss.ndim == 0
+    q = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], images=batch["images"], features="quantized")
+    assert q.quantizer.indices.shape == (b, 16, 2) and q.quantizer.z_q.shape == (b, 16, 16)
+    model.save_pretrained(tmp_path)
+    loaded = LatentUMModel.from_pretrained(tmp_path).eval()
+    for (n1, p1), (n2, p2) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert n1 == n2 and torch.equal(p1, p2)
+    torch.testing.assert_close(loaded(input_ids=batch["input_ids"], images=batch["images"]).logits,
+                               model(input_ids=batch["input_ids"], images=batch["images"]).logits)
+
+
+def test_placeholder_count_must_match(tok):
+    model = tiny_model(tok)
+    batch = collate(tok, examples(2), model.config.latent_positions)
+    with pytest.raises(ValueError, match="placeholders"):
+        model(input_ids=batch["input_ids"], images=batch["images"][:1])
+    with pytest.raises(ValueError, match="images of shape"):
+        model(input_ids=batch["input_ids"], images=torch.zeros(2, 64, 64, 3, dtype=torch.uint8))
+
+
+def test_incremental_decoding_equals_full_forward(tok):
+    model = tiny_model(tok)
+    batch = collate(tok, examples(3), model.config.latent_positions, left_pad=False)
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    embeds = model.extract_feature(batch["images"])
+    full = model(input_ids=ids, attention_mask=mask, image_embeds=embeds).logits
+    cache = KVCache(model.config.num_layers)
+    x = model.embed(ids, embeds)
+    parts = []
+    for s, e in ((0, 20), (20, 21), (21, ids.shape[1])):
+        h = model.language_model(x[:, s:e], mask[:, s:e], cache=cache)
+        parts.append(model.lm_head(h))
+    inc = torch.cat(parts, 1)
+    real = mask.bool()
+    torch.testing.assert_close(inc[real], full[real], atol=1e-5, rtol=1e-5)
+
+
+def test_left_padded_generation_matches_unpadded(tok):
+    model = tiny_model(tok)
+    exs = examples(3, kind="player") + examples(1, kind="table")
+    batch = collate(tok, exs, model.config.latent_positions, with_answers=False, left_pad=True)
+    together = model.generate_text(batch["input_ids"], batch["attention_mask"], images=batch["images"], max_new_tokens=8)
+    for i, ex in enumerate(exs):
+        single = collate(tok, [ex], model.config.latent_positions, with_answers=False, left_pad=True)
+        alone = model.generate_text(single["input_ids"], single["attention_mask"], images=single["images"], max_new_tokens=8)
+        assert alone[0] == together[i]
+
+
+def test_straight_through_gradient_reaches_encoder():
+    cfg = LatentUMConfig(**TINY)
+    q = MBAQuantizer(cfg).train()
+    feats = torch.randn(3, 16, cfg.vision_feature_dim, requires_grad=True)
+    out = q(feats)
+    out.x_vq.sum().backward()
+    assert feats.grad is not None and feats.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in q.down_proj.parameters())
+    # z_q equals the chosen codebook entries in value
+    torch.testing.assert_close(out.z_q.detach(), q.indices_to_latent(out.indices))
+
+
+def test_dead_code_restart_and_usage():
+    cfg = LatentUMConfig(**{**TINY, "max_restarts": 4})
+    vq = VectorQuantizer(16, 8, cfg).train()
+    z = torch.randn(256, 8) * 5 + 10  # far from every code: all assignments go to one or two codes
+    for _ in range(600):  # 0.99**600 decays the initial uniform usage below the 3 % threshold
+        vq(z)
+    assert (vq.usage < cfg.dead_code_fraction / 16).sum() >= 4
+    before = vq.codebook.detach().clone()
+    n = vq.restart_dead_codes(torch.Generator().manual_seed(0))
+    assert n == 4
+    changed = (vq.codebook.detach() != before).any(1)
+    assert changed.sum() == 4
+    rows = vq.codebook.detach()[changed]
+    assert all(any(torch.equal(r, zz) for zz in z) for r in rows)  # restarted from batch vectors
+    assert torch.allclose(vq.usage[changed], torch.full((4,), 1 / 16))
+
+
+def test_codebook_perplexity():
+    uniform = torch.arange(64).view(-1, 1).repeat(1, 2) % 16
+    assert torch.allclose(codebook_perplexity(uniform, 16), torch.tensor([16.0, 16.0]), atol=1e-3)
+    constant = torch.zeros(64, 2, dtype=torch.long)
+    assert torch.allclose(codebook_perplexity(constant, 16), torch.ones(2), atol=1e-3)

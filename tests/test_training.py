@@ -1,0 +1,105 @@
+"""The shared trainer: resume equivalence, frozen modules in mbaq, learning, 2-process torchrun."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from latentum_world.train_cli import compose_config, train
+from latentum_world.training.stages import STAGES, load_model
+from latentum_world.training.trainer import Trainer
+
+# Hydra merges dict overrides into the defaults, so every kind is named (0 = off)
+ONLY_SHORT = "{task1: 1, task2: 0, task3: 0, task4: 0, player: 1, goal: 0, on_goal: 1, in_hole: 0, table: 0, next_move: 0}"
+FAST = ["preset=debug", f"stage.data.weights={ONLY_SHORT}", "stage.eval_every=1000"]
+
+
+def weights(path: Path) -> dict:
+    return load_file(str(path / "model.safetensors"))
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_unknown_stage_and_bad_override():
+    with pytest.raises(ValueError, match="unknown stage"):
+        compose_config("nope")
+    with pytest.raises(Exception):
+        compose_config("vlm", ["stage.no_such_key_anywhere=1", "+x"])
+
+
+def test_resume_gives_the_same_weights(tmp_path):
+    full = train("vlm", FAST + [f"out_dir={tmp_path / 'full'}", "stage.steps=6", "stage.save_every=3"])
+    # interrupted: stop after 3 steps (same schedule length), then rerun the full command
+    cfg = compose_config("vlm", FAST + [f"out_dir={tmp_path / 'cut'}", "stage.steps=6", "stage.save_every=3"])
+    stage = STAGES["vlm"](cfg)
+    trainer = Trainer(cfg, stage)
+    original = stage.batch
+
+    def crash_after_three(step, rank):
+        if step == 3:
+            raise KeyboardInterrupt
+        return original(step, rank)
+
+    stage.batch = crash_after_three
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run()
+    assert (tmp_path / "cut" / "checkpoint-3").is_dir() and not (tmp_path / "cut" / "final").exists()
+    resumed = train("vlm", FAST + [f"out_dir={tmp_path / 'cut'}", "stage.steps=6", "stage.save_every=3"])
+    assert_same_weights(weights(full), weights(resumed))
+
+
+def test_debug_preset_learns_a_fixed_batch(tmp_path):
+    cfg = compose_config("vlm", FAST + [f"out_dir={tmp_path}", "stage.lr=3e-3"])
+    stage = STAGES["vlm"](cfg)
+    model, _ = stage.build(None)
+    batch = stage.batch(0, 0)
+    opt = torch.optim.AdamW(stage.trainable_parameters(model), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        loss, _ = stage.compute_loss(model, model, batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.3 * losses[0]
+
+
+def test_mbaq_trains_only_the_quantizer(tmp_path):
+    vlm = train("vlm", FAST + [f"out_dir={tmp_path / 'vlm'}", "stage.steps=2"])
+    mbaq = train("mbaq", FAST + [f"out_dir={tmp_path / 'mbaq'}", f"init_from={vlm}", "stage.steps=4", "stage.eval_every=4"])
+    before, after = weights(vlm), weights(mbaq)
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("quantizer.") for k in changed)
+    assert any(k.startswith("quantizer.codebooks") for k in changed)
+    assert (tmp_path / "mbaq" / "tb").is_dir()
+    model, tok = load_model(mbaq)
+    assert model.config.num_codebooks == 2 and tok.eos_token_id == model.config.eos_token_id
+
+
+def test_mbaq_requires_a_model(tmp_path):
+    with pytest.raises(ValueError, match="init_from"):
+        train("mbaq", FAST + [f"out_dir={tmp_path}", "stage.init_from=null"])
+    with pytest.raises(FileNotFoundError, match="not a LatentUM model directory"):
+        train("mbaq", FAST + [f"out_dir={tmp_path}", f"init_from={tmp_path / 'missing'}"])
+
+
+def test_torchrun_two_processes(tmp_path):
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
+    if torchrun is None:
+        pytest.skip("torchrun not installed")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "latentum_world", "train", "vlm", *FAST,
+           f"out_dir={tmp_path}", "stage.steps=3"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert (tmp_path / "final" / "model.safetensors").is_file()
+    assert (tmp_path / "checkpoint-3").is_dir()
