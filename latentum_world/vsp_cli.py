@@ -6,7 +6,6 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
@@ -15,6 +14,7 @@ from envs.vsp.loader import load_vsp
 from envs.vsp.maps import ACTION_LETTERS, LEVELS, VSPMap, action_from_letter, generate_map
 from envs.vsp.render import render_map
 from envs.vsp.scoring import RULES, ScoreReport, read_plans_jsonl, score_items
+from envs.vsp.tasks import SUB_TASKS, generate_task_items, level_folder, task_levels, task_rng, write_task_items
 
 
 def find_maze_root(path: str | Path) -> Path:
@@ -44,10 +44,25 @@ def generate(out: Path, levels: list[int], count: int, seed: int, hole_prob: flo
     """
     maze = out / "maze"
     for level in levels:
-        rng = np.random.default_rng([seed, level])
+        rng = task_rng(seed, "task-main", level)  # default_rng([seed, level])
         level_dir = maze / "task-main" / "maps" / f"level{level}"
         for i in tqdm(range(count), desc=f"level {level}", disable=quiet, leave=False):
             write_item(level_dir, i, generate_map(rng, level, hole_prob))
+    return maze
+
+
+def generate_task(
+    out: Path, task: str, levels: list[int], count: int, seed: int, split: str = "maps", quiet: bool = False
+) -> Path:
+    """Generate ``count`` items per level of a sub-task into ``out/maze/<task>/<split>/<level folder>/...``.
+
+    Each level draws from its own stream, :func:`~envs.vsp.tasks.task_rng` ``(seed, task, level)``; for task4
+    the levels are the step counts. Returns the maze folder.
+    """
+    maze = out / "maze"
+    for level in tqdm(levels, desc=task, disable=quiet, leave=False):
+        items = generate_task_items(task, task_rng(seed, task, level), level, count, split)
+        write_task_items(maze, task, level_folder(task, level), items)
     return maze
 
 
@@ -60,9 +75,24 @@ def main_items(maze: Path, split: str | None):
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    levels = args.level or list(LEVELS)
-    maze = generate(Path(args.out), levels, args.count, args.seed, args.hole_prob)
-    print(f"wrote {args.count} maps per level for levels {levels} under {maze}/task-main/maps/")
+    task = args.task
+    allowed = LEVELS if task == "task-main" else task_levels(task)
+    levels = args.level or list(allowed)
+    bad = [lv for lv in levels if lv not in allowed]
+    if bad:
+        what = "step counts" if task == "task4" else "levels"
+        raise ValueError(f"{task} has no level {bad[0]}: --level takes {what} {', '.join(map(str, allowed))}")
+    if task == "task-main":
+        if args.split != "maps":
+            raise ValueError("task-main items can only be generated as test maps (--split maps)")
+        hole_prob = 0.2 if args.hole_prob is None else args.hole_prob
+        maze = generate(Path(args.out), levels, args.count, args.seed, hole_prob)
+        print(f"wrote {args.count} maps per level for levels {levels} under {maze}/task-main/maps/")
+        return 0
+    if args.hole_prob is not None:
+        raise ValueError(f"--hole-prob applies to task-main only ({task} follows the benchmark's own rule)")
+    maze = generate_task(Path(args.out), task, levels, args.count, args.seed, args.split)
+    print(f"wrote {args.count} {task} items per level for levels {levels} under {maze}/{task}/{args.split}/")
     return 0
 
 
@@ -123,12 +153,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     vsp = sub.add_parser("vsp", help="VSP benchmark tools: generate, render, score, play")
     vsub = vsp.add_subparsers(dest="vsp_command", required=True, metavar="{generate,render,score,play}")
 
-    p = vsub.add_parser("generate", help="write generated maps in the benchmark's layout (table, pure_text, img)")
-    p.add_argument("--level", type=int, action="append", choices=LEVELS, help="level (repeatable; default all)")
-    p.add_argument("--count", type=int, default=100, help="maps per level (default 100, like the benchmark)")
+    p = vsub.add_parser("generate", help="write generated items in the benchmark's layout (img, table, question, ...)")
+    p.add_argument("--task", choices=("task-main",) + SUB_TASKS, default="task-main",
+                   help="which task's items (default task-main: maps with table, pure_text, img)")
+    p.add_argument("--level", type=int, action="append",
+                   help="level (repeatable; default all): board side 3..8, or for task4 the step count 1, 3, 5, 7, 9")
+    p.add_argument("--count", type=int, default=100, help="items per level (default 100, like the benchmark)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--hole-prob", type=float, default=0.2, help="hole probability (benchmark main task: 0.2)")
-    p.add_argument("--out", required=True, help="output folder; maps go to OUT/maze/task-main/maps/level{L}/")
+    p.add_argument("--hole-prob", type=float, help="task-main only: hole probability (default 0.2, the benchmark's)")
+    p.add_argument("--split", choices=["maps", "example"], default="maps",
+                   help="maps (test items, default) or example (in-context examples, with analysis files)")
+    p.add_argument("--out", required=True, help="output folder; items go to OUT/maze/<task>/<split>/<level>/")
     p.set_defaults(func=cmd_generate)
 
     p = vsub.add_parser("render", help="re-render every main-task item's table to OUT/level{L}/img/{i}.png")

@@ -9,6 +9,7 @@ from envs.vsp.formats import (
     to_desc,
     to_desc_text,
     to_pure_text,
+    to_special_text,
     to_table,
 )
 from envs.vsp.maps import (
@@ -35,5 +36,6 @@ __all__ = [
     "to_desc",
     "to_desc_text",
     "to_pure_text",
+    "to_special_text",
     "to_table",
 ]

@@ -5,6 +5,7 @@
   for rollout states the benchmark never prints).
 * ``pure_text``: the four-sentence description, 1-based coordinates.
 * ``desc``: gym FrozenLake rows over ``S F H G`` (``S`` = the player).
+* ``special_text``: the desc rows spelled with the table symbols (written here; parsed by the loader).
 
 Every parser takes an optional ``source`` (a file name) and raises :class:`VSPFormatError`
 naming it and the 1-based line at fault.
@@ -166,6 +167,11 @@ def to_desc(m: VSPMap) -> list[str]:
 def to_desc_text(m: VSPMap) -> str:
     """The benchmark's ``text`` file (task1, task4): desc rows joined by newlines."""
     return "\n".join(to_desc(m))
+
+
+def to_special_text(m: VSPMap) -> str:
+    """The benchmark's ``special_text`` file (task1, task4): table symbols ``@ * # _`` per row, no separators."""
+    return to_desc_text(m).translate(str.maketrans({"S": "@", "G": "*", "H": "#", "F": "_"}))
 
 
 def parse_desc(rows: str | list[str], source: str | None = None) -> VSPMap:

@@ -180,18 +180,24 @@ class ScoreReport:
         rows = [(str(lv), self.levels[lv]) for lv in sorted(self.levels)]
         rows += [("overall", self.overall), ("detour", self.detour)]
         header = ("level", "correct", "total", "accuracy")
-        cells = [header] + [
-            (name, str(t.correct), str(t.total), "-" if t.accuracy is None else f"{100 * t.accuracy:.1f}%")
-            for name, t in rows
-        ]
-        widths = [max(len(row[k]) for row in cells) for k in range(len(header))]
+        cells = [(name, str(t.correct), str(t.total), format_accuracy(t)) for name, t in rows]
+        return f"rule: {self.rule}\n" + aligned_table(header, cells)
 
-        def fmt(row: tuple[str, ...]) -> str:
-            return "  ".join([row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])])
 
-        lines = [f"rule: {self.rule}", fmt(header), "  ".join("-" * w for w in widths)]
-        lines += [fmt(row) for row in cells[1:]]
-        return "\n".join(lines)
+def format_accuracy(t: Tally) -> str:
+    """``"87.5%"``, or ``"-"`` for an empty tally."""
+    return "-" if t.accuracy is None else f"{100 * t.accuracy:.1f}%"
+
+
+def aligned_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """Columns padded to a common width (the first left-aligned, the rest right-aligned), a rule under the header."""
+    cells = [tuple(header)] + [tuple(r) for r in rows]
+    widths = [max(len(row[k]) for row in cells) for k in range(len(header))]
+
+    def fmt(row: tuple[str, ...]) -> str:
+        return "  ".join([row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])])
+
+    return "\n".join([fmt(cells[0]), "  ".join("-" * w for w in widths)] + [fmt(row) for row in cells[1:]])
 
 
 def score_items(

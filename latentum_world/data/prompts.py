@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 from envs.vsp.formats import to_table
+from envs.vsp.task_texts import task1_question, task4_question
 from envs.vsp.maps import ACTION_LETTERS, VSPMap
 
 YES, NO = "Yes", "No"
@@ -22,7 +23,7 @@ def yes_no(flag: bool) -> str:
 
 def hole_question(m: VSPMap, cell: tuple[int, int]) -> tuple[str, str]:
     """VSP task1."""
-    return f"Is there a hole in row {cell[0] + 1}, column {cell[1] + 1}?", yes_no(cell in m.holes)
+    return task1_question(cell), yes_no(cell in m.holes)
 
 
 def relative_position(m: VSPMap) -> str:
@@ -62,7 +63,7 @@ def safety_question(m: VSPMap, actions: list[int]) -> tuple[str, str]:
     so a small model can track the player instead of guessing; scorers read the last word."""
     cells, safe = safety_trace(m, actions)
     trace = " ".join(f"{r + 1},{c + 1}" for r, c in cells)
-    return "Is this action sequence safe? " + "".join(ACTION_LETTERS[a] for a in actions), f"{trace} {yes_no(safe)}"
+    return "Is this action sequence safe? " + task4_question(actions), f"{trace} {yes_no(safe)}"
 
 
 def player_question(m: VSPMap) -> tuple[str, str]:

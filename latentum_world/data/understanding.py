@@ -16,6 +16,8 @@ import torch
 
 from envs.vsp.maps import LEVELS, VSPMap, generate_map
 from envs.vsp.observation import observation_renderer
+from envs.vsp.task_texts import task3_question
+from envs.vsp.tasks import generate_task1_map, task3_candidates, task4_instance
 from latentum_world.data import prompts
 from latentum_world.tokenizer import IMG_CONTEXT, IMG_END, IMG_START
 
@@ -85,18 +87,21 @@ class UnderstandingData:
 
     # ------------------------------------------------------------------ examples
     def example(self, rng: np.random.Generator, kind: str) -> Example:
-        if kind == "task4":  # VSP task4: 5x5 boards, the player at its start, 1..9 moves
-            m = generate_map(rng, 5, 0.2)
-            q, a = prompts.safety_question(m, [int(x) for x in rng.integers(4, size=int(rng.integers(1, 10)))])
+        if kind == "task4":  # as the benchmark builds them: 5x5, 1..9 moves, half unsafe
+            m, actions, _ = task4_instance(rng, int(rng.integers(1, 10)), safe=bool(rng.random() < 0.5))
+            q, a = prompts.safety_question(m, actions)
             return Example(self.image(m, None), q, a, kind, m)
-        if kind == "task3":  # the benchmark's task3 shows start states
-            from envs.vsp.tasks import make_task3_question
-
-            m = generate_map(rng, int(rng.choice(self.levels)), 0.2)
-            text, correct = make_task3_question(rng, m)
-            q, a = prompts.matching_question(text, correct)
+        if kind == "task3":  # four candidate tables, one of them the image's board (start states)
+            candidates, correct, _ = task3_candidates(rng, int(rng.choice(self.levels)), 0)
+            q, a = prompts.matching_question(task3_question(candidates), correct)
+            m = candidates[correct]
             return Example(self.image(m, None), q, a, kind, m)
-        m, last = self.random_state(rng, hole_prob=0.5 if kind == "task1" and rng.random() < 0.5 else None)
+        if kind == "task1" and rng.random() < 0.5:  # the benchmark's own task1 boards: half the cells holes
+            m = generate_task1_map(rng, int(rng.choice(self.levels)))
+            cell = (int(rng.integers(m.size)), int(rng.integers(m.size)))
+            q, a = prompts.hole_question(m, cell)
+            return Example(self.image(m, None), q, a, kind, m)
+        m, last = self.random_state(rng)
         if kind == "task2":
             while m.on_goal:
                 m, last = self.random_state(rng)
