@@ -139,6 +139,15 @@ def image_block(tokenizer, positions: int) -> list[int]:
     return [ids[0]] + [ids[1]] * positions + [ids[2]]
 
 
+def probe_batch(examples: list[Example], config) -> dict[str, torch.Tensor]:
+    """Dense perception targets of a batch (see :mod:`latentum_world.model.probe`)."""
+    from latentum_world.model.probe import probe_targets
+
+    cells = torch.from_numpy(np.stack([probe_targets(ex.map, config) for ex in examples]))  # (B, P, r*r)
+    levels = torch.tensor([LEVELS.index(ex.map.size) for ex in examples])  # (B,)
+    return {"probe_cells": cells, "probe_levels": levels}
+
+
 def collate(tokenizer, examples: list[Example], positions: int, with_answers: bool = True, left_pad: bool = False) -> dict[str, torch.Tensor]:
     """Tokenize a batch.
 

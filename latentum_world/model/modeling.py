@@ -18,6 +18,7 @@ from transformers import PreTrainedModel
 from latentum_world.model.config import LatentUMConfig
 from latentum_world.model.language import KVCache, LanguageModel
 from latentum_world.model.mbaq import MBAQOutput, MBAQuantizer
+from latentum_world.model.probe import VisionProbe
 from latentum_world.model.vision import VisionEncoder, VisionProjector
 
 FEATURE_KINDS = ("continuous", "quantized")
@@ -28,6 +29,7 @@ class LatentUMOutput:
     logits: torch.Tensor  # (B, T, vocab)
     hidden_states: torch.Tensor  # (B, T, d) final-norm hidden states
     loss: torch.Tensor | None = None  # () answer-token cross-entropy when labels are given
+    probe_loss: torch.Tensor | None = None  # () dense perception auxiliary when probe targets are given
     quantizer: MBAQOutput | None = None  # set when features="quantized"
 
 
@@ -43,6 +45,10 @@ class LatentUMModel(PreTrainedModel):
         self.quantizer = MBAQuantizer(config)
         self.language_model = LanguageModel(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        # Which latent position an image token holds: added at every image slot (observed or generated),
+        # so MBAQ codes carry content only and rotary offsets need not identify the cell.
+        self.image_pos_embed = nn.Parameter(torch.zeros(config.latent_positions, config.hidden_size))
+        self.vision_probe = VisionProbe(config)
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -55,6 +61,8 @@ class LatentUMModel(PreTrainedModel):
             nn.init.normal_(module.weight, std=std)
         elif isinstance(module, VisionEncoder):
             nn.init.normal_(module.pos_embed, std=std)
+        elif isinstance(module, LatentUMModel):
+            nn.init.normal_(module.image_pos_embed, std=std)
 
     # ------------------------------------------------------------------ images
     def get_vit_feature(self, images: torch.Tensor) -> torch.Tensor:
@@ -65,13 +73,16 @@ class LatentUMModel(PreTrainedModel):
         """Continuous image embeddings ``(N, P, d)`` for observed images."""
         return self.mlp1(self.get_vit_feature(images))
 
-    def image_embeddings(self, images: torch.Tensor, features: str = "continuous") -> tuple[torch.Tensor, MBAQOutput | None]:
+    def image_embeddings(self, images: torch.Tensor, features: str = "continuous",
+                         vit: torch.Tensor | None = None) -> tuple[torch.Tensor, MBAQOutput | None]:
+        """Image-slot embeddings ``(N, P, d)`` (and the quantizer's output on the quantized path)."""
+        if features not in FEATURE_KINDS:
+            raise ValueError(f"features must be one of {FEATURE_KINDS}, got {features!r}")
+        vit = self.get_vit_feature(images) if vit is None else vit
         if features == "continuous":
-            return self.extract_feature(images), None
-        if features == "quantized":
-            q = self.quantizer(self.get_vit_feature(images))
-            return q.x_vq, q
-        raise ValueError(f"features must be one of {FEATURE_KINDS}, got {features!r}")
+            return self.mlp1(vit), None
+        q = self.quantizer(vit)
+        return q.x_vq, q
 
     def embed(self, input_ids: torch.Tensor, image_embeds: torch.Tensor | None) -> torch.Tensor:
         """Token embeddings ``(B, T, d)`` with ``image_embeds`` ``(N, P, d)`` written over the ``<img_ctx>`` slots in order."""
@@ -85,8 +96,10 @@ class LatentUMModel(PreTrainedModel):
         flat = image_embeds.reshape(-1, image_embeds.shape[-1])
         if flat.shape[0] != n_slots:
             raise ValueError(f"input has {n_slots} image placeholders but the images fill {flat.shape[0]}")
+        n_img = flat.shape[0] // self.config.latent_positions
+        pos = self.image_pos_embed.repeat(n_img, 1)  # (N*P, d): slot j of every image gets position j
         x = x.clone()
-        x[slots] = flat.to(x.dtype)
+        x[slots] = flat.to(x.dtype) + pos.to(x.dtype)
         return x
 
     # ------------------------------------------------------------------ forward
@@ -100,22 +113,27 @@ class LatentUMModel(PreTrainedModel):
         labels: torch.Tensor | None = None,
         cache: KVCache | None = None,
         gen_mask: torch.Tensor | None = None,
+        probe_targets: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> LatentUMOutput:
         """:param input_ids: ``(B, T)``; :param images: ``(N, H, W, 3)`` uint8, one per ``<img>`` block in order;
-        :param image_embeds: ready ``(N, P, d)`` embeddings instead of ``images``; :param labels: ``(B, T)``, -100 = ignore.
+        :param image_embeds: ready ``(N, P, d)`` embeddings instead of ``images``; :param labels: ``(B, T)``, -100 = ignore;
+        :param probe_targets: ``(cells (N, P, r*r), levels (N,))`` for the vision probe's auxiliary loss.
         """
-        q = None
+        q = probe_loss = None
         if images is not None:
             if image_embeds is not None:
                 raise ValueError("pass images or image_embeds, not both")
-            image_embeds, q = self.image_embeddings(images, features)
+            vit = self.get_vit_feature(images)  # (N, P, F)
+            image_embeds, q = self.image_embeddings(images, features, vit=vit)
+            if probe_targets is not None:
+                probe_loss = self.vision_probe.loss(vit, *probe_targets)
         x = self.embed(input_ids, image_embeds)
         h = self.language_model(x, attention_mask, gen_mask=gen_mask, cache=cache)  # (B, T, d)
         logits = self.lm_head(h)  # (B, T, vocab)
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100)
-        return LatentUMOutput(logits=logits, hidden_states=h, loss=loss, quantizer=q)
+        return LatentUMOutput(logits=logits, hidden_states=h, loss=loss, probe_loss=probe_loss, quantizer=q)
 
     # ------------------------------------------------------------------ decoding
     @torch.no_grad()

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
-from latentum_world.data.understanding import TASKS, UnderstandingData, batch_rng, collate
+from latentum_world.data.understanding import TASKS, UnderstandingData, batch_rng, collate, probe_batch
 from latentum_world.evaluation.answers import accuracy_by_kind, answer
 from latentum_world.model.config import LatentUMConfig
 from latentum_world.model.mbaq import codebook_perplexity
@@ -62,7 +62,7 @@ class UnderstandingStage:
         return {}
 
     def _finish_build(self, model: LatentUMModel, tokenizer) -> tuple[LatentUMModel, LatentUMTokenizer]:
-        self.tokenizer, self.positions = tokenizer, model.config.latent_positions
+        self.tokenizer, self.positions, self.model_config = tokenizer, model.config.latent_positions, model.config
         if self.data.image_size != model.config.image_size:
             raise ValueError(f"data image_size {self.data.image_size} != model image_size {model.config.image_size}")
         return model, tokenizer
@@ -70,6 +70,13 @@ class UnderstandingStage:
 
 class VLMStage(UnderstandingStage):
     name = "vlm"
+
+    def batch(self, step: int, rank: int) -> dict:
+        examples = self.data.batch(batch_rng(self.cfg.seed, step, rank), self.sc.batch_size)
+        out = collate(self.tokenizer, examples, self.positions)
+        if self.sc.probe_weight:
+            out.update(probe_batch(examples, self.model_config))
+        return out
 
     def build(self, ckpt: Path | None):
         if ckpt is not None:
@@ -85,14 +92,22 @@ class VLMStage(UnderstandingStage):
                                                  img_context_id=tok.convert_tokens_to_ids("<img_ctx>"), **sizes))
         for p in model.quantizer.parameters():
             p.requires_grad_(False)
+        if not self.sc.probe_weight:
+            for p in model.vision_probe.parameters():
+                p.requires_grad_(False)
         return self._finish_build(model, tok)
 
     def trainable_parameters(self, model):
         return [p for p in model.parameters() if p.requires_grad]
 
     def compute_loss(self, wrapped, model, batch):
-        out = wrapped(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], images=batch["images"], labels=batch["labels"])
-        return out.loss, {"losses/answer_ce": out.loss.item()}
+        if not self.sc.probe_weight:
+            out = wrapped(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], images=batch["images"], labels=batch["labels"])
+            return out.loss, {"losses/answer_ce": out.loss.item()}
+        out = wrapped(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], images=batch["images"],
+                      labels=batch["labels"], probe_targets=(batch["probe_cells"], batch["probe_levels"]))
+        loss = out.loss + self.sc.probe_weight * out.probe_loss
+        return loss, {"losses/answer_ce": out.loss.item(), "losses/probe": out.probe_loss.item()}
 
     def evaluate(self, model) -> dict:
         examples = self.eval_examples()
