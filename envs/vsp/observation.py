@@ -57,7 +57,7 @@ def resize_image(img: np.ndarray, size: int) -> np.ndarray:
     wc = _weights(img.shape[1], int(size))  # (size, W)
     x = img.astype(np.float64)
     rows = np.tensordot(wr, x, axes=(1, 0))  # (size, W, 3)
-    out = np.einsum("pw,owc->opc", wc, rows)  # (size, size, 3)
+    out = np.tensordot(rows, wc, axes=(1, 1)).transpose(0, 2, 1)  # (size, 3, size) -> (size, size, 3)
     return round_pixels(out)
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -52,7 +51,6 @@ FEATURE_KINDS = ("continuous", "quantized")
 #: Benchmark splits, in report order.
 SPLITS = ("maps", "example")
 
-AnswerFn = Callable[..., list[str]]
 
 
 def heldout_rng(seed: int, part: int, level: int) -> np.random.Generator:

@@ -16,6 +16,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from latentum_world.model.config import LatentUMConfig
+from latentum_world.model.depth_head import DepthHead
 from latentum_world.model.language import KVCache, LanguageModel
 from latentum_world.model.mbaq import MBAQOutput, MBAQuantizer
 from latentum_world.model.probe import VisionProbe
@@ -49,7 +50,34 @@ class LatentUMModel(PreTrainedModel):
         # so MBAQ codes carry content only and rotary offsets need not identify the cell.
         self.image_pos_embed = nn.Parameter(torch.zeros(config.latent_positions, config.hidden_size))
         self.vision_probe = VisionProbe(config)
+        if config.generation_branch:
+            self._build_generation_modules()
         self.post_init()
+
+    # ------------------------------------------------------------------ MoME generation branch
+    def _build_generation_modules(self) -> None:
+        for layer in self.language_model.layers:
+            layer.add_generation_branch()
+        c = self.config
+        # visual_projector embeds generated latents z_q as language-model inputs (same shape as MBAQ's up_proj)
+        self.visual_projector = nn.Sequential(nn.Linear(c.code_dim, c.quantizer_hidden), nn.GELU(), nn.Linear(c.quantizer_hidden, c.hidden_size))
+        self.depth_head = DepthHead(c)
+
+    def add_generation_branch(self) -> None:
+        """Turn the trained understanding model into MoME: ``*_vision`` copies of every layer's attention
+        projections, q/k norms and MLP (initialised from the text weights), a ``visual_projector``
+        (initialised from MBAQ's ``up_proj``, so the understanding branch reads generated latents the way
+        MBAQ was aligned to) and a freshly initialised depth head."""
+        if self.config.generation_branch:
+            raise RuntimeError("the model already has its generation branch")
+        self.config.generation_branch = True
+        self._build_generation_modules()
+        self.visual_projector.load_state_dict(self.quantizer.up_proj.state_dict())
+        self.depth_head.apply(self._init_weights)
+
+    def project_latents(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes ``(..., K)`` -> generated-image slot embeddings ``visual_projector(z_q)`` ``(..., d)``."""
+        return self.visual_projector(self.quantizer.indices_to_latent(codes))
 
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
