@@ -45,6 +45,6 @@ def add_parser(sub) -> None:
         "Rerunning the same command resumes from the newest checkpoint in out_dir. Multi-process: "
         "`torchrun --nproc_per_node 2 -m latentum_world train vlm`.",
     )
-    p.add_argument("stage", help="stage name (configs/stage/*.yaml): vlm, mbaq")
+    p.add_argument("stage", help="stage name (configs/stage/*.yaml): vlm, mbaq, gen, world")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, key=value")
     p.set_defaults(func=cmd_train)

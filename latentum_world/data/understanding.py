@@ -2,8 +2,8 @@
 
 Boards come from the benchmark's generator (levels 3..8, hole probability 0.2 or 0.5); the player is
 put anywhere a rollout can take it (its start, any free cell, the goal, a hole) and the elf faces a
-random last move, so the model also understands states the world model will imagine. Every batch
-holds one question kind (cheap padding), drawn by ``weights``; everything is a pure function of
+random last move, so the model also understands states the world model will imagine. Kinds are
+mixed by ``weights`` within a batch (task3, four tables long, gets batches of its own); everything is a pure function of
 ``(seed, step, rank)``, which is what makes interrupted training resume bit-identically.
 """
 
@@ -124,8 +124,16 @@ class UnderstandingData:
         return Example(self.image(m, last), q, a, kind, m)
 
     def batch(self, rng: np.random.Generator, size: int, kind: str | None = None) -> list[Example]:
-        kind = self._kinds[int(rng.choice(len(self._kinds), p=self._probs))] if kind is None else kind
-        return [self.example(rng, kind) for _ in range(size)]
+        """``size`` examples of ``kind``, or (``kind=None``) a training batch: kinds mixed by weight, except
+        that the long task3 prompts (four tables, ~300 tokens) come in batches of their own."""
+        if kind is not None:
+            return [self.example(rng, kind) for _ in range(size)]
+        if "task3" in self._kinds and rng.random() < self._probs[self._kinds.index("task3")]:
+            return [self.example(rng, "task3") for _ in range(size)]
+        short = [i for i, k in enumerate(self._kinds) if k != "task3"]
+        p = self._probs[short] / self._probs[short].sum()
+        kinds = rng.choice(len(short), size=size, p=p)
+        return [self.example(rng, self._kinds[short[i]]) for i in kinds]
 
 
 def batch_rng(seed: int, step: int, rank: int = 0) -> np.random.Generator:

@@ -65,7 +65,7 @@ def generate_state(model, cache: KVCache, sampling: Sampling | None = None, rein
         codes.append(cj)
         if j == c.latent_positions - 1:
             break
-        x = (model.project_latents(cj) + model.image_pos_embed[j])[:, None]  # (B, 1, d): latent j in slot j
+        x = model.slot_embeddings(model.project_latents(cj)[:, None], start=j)  # (B, 1, d): latent j in slot j
         h = model.language_model(x, ones, gen_mask=gen, cache=cache)[:, -1]
     codes = torch.stack(codes, dim=1)  # (B, P, K)
     cache.crop(before)  # drop the generation branch's keys/values: the roll-back

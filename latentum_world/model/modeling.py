@@ -17,7 +17,8 @@ from transformers import PreTrainedModel
 
 from latentum_world.model.config import LatentUMConfig
 from latentum_world.model.depth_head import DepthHead
-from latentum_world.model.language import KVCache, LanguageModel
+from latentum_world.model.dual_sequence import dual_attention, dual_positions
+from latentum_world.model.language import KVCache, LanguageModel, RMSNorm
 from latentum_world.model.mbaq import MBAQOutput, MBAQuantizer
 from latentum_world.model.probe import VisionProbe
 from latentum_world.model.vision import VisionEncoder, VisionProjector
@@ -49,6 +50,9 @@ class LatentUMModel(PreTrainedModel):
         # Which latent position an image token holds: added at every image slot (observed or generated),
         # so MBAQ codes carry content only and rotary offsets need not identify the cell.
         self.image_pos_embed = nn.Parameter(torch.zeros(config.latent_positions, config.hidden_size))
+        # Every image slot (continuous, quantized or generated) is RMS-normalised before its position is
+        # added, so content cannot grow until it drowns the position (it did, to ~300x, without this).
+        self.image_norm = RMSNorm(config.hidden_size, config.rms_eps)
         self.vision_probe = VisionProbe(config)
         if config.generation_branch:
             self._build_generation_modules()
@@ -90,7 +94,7 @@ class LatentUMModel(PreTrainedModel):
         elif isinstance(module, VisionEncoder):
             nn.init.normal_(module.pos_embed, std=std)
         elif isinstance(module, LatentUMModel):
-            nn.init.normal_(module.image_pos_embed, std=std)
+            nn.init.normal_(module.image_pos_embed, std=1.0)  # same scale as the normalised slot content
 
     # ------------------------------------------------------------------ images
     def get_vit_feature(self, images: torch.Tensor) -> torch.Tensor:
@@ -124,11 +128,14 @@ class LatentUMModel(PreTrainedModel):
         flat = image_embeds.reshape(-1, image_embeds.shape[-1])
         if flat.shape[0] != n_slots:
             raise ValueError(f"input has {n_slots} image placeholders but the images fill {flat.shape[0]}")
-        n_img = flat.shape[0] // self.config.latent_positions
-        pos = self.image_pos_embed.repeat(n_img, 1)  # (N*P, d): slot j of every image gets position j
         x = x.clone()
-        x[slots] = flat.to(x.dtype) + pos.to(x.dtype)
+        x[slots] = self.slot_embeddings(image_embeds.reshape(-1, self.config.latent_positions, flat.shape[-1])).reshape(-1, flat.shape[-1]).to(x.dtype)
         return x
+
+    def slot_embeddings(self, embeds: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """What image slots hold: ``image_norm(embeds) + image_pos_embed``; ``embeds`` ``(..., n, d)`` fill slots ``start .. start+n-1``."""
+        n = embeds.shape[-2]
+        return self.image_norm(embeds) + self.image_pos_embed[start : start + n]
 
     # ------------------------------------------------------------------ forward
     def forward(
@@ -142,11 +149,15 @@ class LatentUMModel(PreTrainedModel):
         cache: KVCache | None = None,
         gen_mask: torch.Tensor | None = None,
         probe_targets: tuple[torch.Tensor, torch.Tensor] | None = None,
-    ) -> LatentUMOutput:
+        dual: tuple | None = None,
+    ) -> LatentUMOutput | tuple[torch.Tensor, torch.Tensor]:
         """:param input_ids: ``(B, T)``; :param images: ``(N, H, W, 3)`` uint8, one per ``<img>`` block in order;
         :param image_embeds: ready ``(N, P, d)`` embeddings instead of ``images``; :param labels: ``(B, T)``, -100 = ignore;
         :param probe_targets: ``(cells (N, P, r*r), levels (N,))`` for the vision probe's auxiliary loss.
+        :param dual: ``(u_valid, u_image_embeds, delims, target_codes)``: return :meth:`dual_loss` on ``input_ids`` as U.
         """
+        if dual is not None:
+            return self.dual_loss(input_ids, *dual)
         q = probe_loss = None
         if images is not None:
             if image_embeds is not None:
@@ -162,6 +173,39 @@ class LatentUMModel(PreTrainedModel):
         if labels is not None:
             loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100)
         return LatentUMOutput(logits=logits, hidden_states=h, loss=loss, probe_loss=probe_loss, quantizer=q)
+
+    def dual_loss(
+        self,
+        u_ids: torch.Tensor,
+        u_valid: torch.Tensor,
+        u_image_embeds: torch.Tensor | None,
+        delims: list[int],
+        target_codes: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Generation-branch loss on a dual sequence (see :mod:`latentum_world.model.dual_sequence`).
+
+        :param u_ids: ``(B, L_U)`` understanding sequence, LEFT-padded so ``delims`` index every row alike;
+        :param u_valid: ``(B, L_U)`` real-token mask; :param u_image_embeds: ``(N, P, d)`` for U's image slots;
+        :param delims: U index of each target image's ``<img>``; :param target_codes: ``(B, len(delims), P, K)``.
+        Returns the depth-head cross-entropy and the fraction of positions with all K codes right (teacher-forced).
+        """
+        c = self.config
+        b, p = u_ids.shape[0], c.latent_positions
+        u = self.embed(u_ids, u_image_embeds)  # (B, L_U, d)
+        img = self.language_model.embed_tokens(torch.full((b, 1), c.img_start_id, device=u_ids.device))  # (B, 1, d)
+        blocks = []
+        for n in range(len(delims)):
+            with torch.no_grad():  # the generation branch's inputs are frozen embeddings of the clean codes
+                latents = self.project_latents(target_codes[:, n, : p - 1])  # (B, P-1, d)
+            blocks.append(torch.cat([img, self.slot_embeddings(latents)], dim=1))  # (B, P, d)
+        x = torch.cat([u, *blocks], dim=1)  # (B, T, d)
+        lu = u_ids.shape[1]
+        gen = torch.zeros(x.shape[:2], dtype=torch.bool, device=x.device)
+        gen[:, lu:] = True
+        h = self.language_model(x, attn_mask=dual_attention(u_valid.bool(), delims, p),
+                                positions=dual_positions(u_valid.bool(), delims, p), gen_mask=gen)
+        hg = h[:, lu:].reshape(-1, c.hidden_size)  # (B*n*P, d)
+        return self.depth_head.loss(hg, target_codes.reshape(-1, c.num_codebooks))
 
     # ------------------------------------------------------------------ decoding
     @torch.no_grad()

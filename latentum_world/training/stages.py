@@ -166,4 +166,16 @@ class MBAQStage(UnderstandingStage):
         return results
 
 
-STAGES = {"vlm": VLMStage, "mbaq": MBAQStage}
+def _stages() -> dict:
+    from latentum_world.training.world_stages import GenStage, WorldStage
+
+    return {"vlm": VLMStage, "mbaq": MBAQStage, "gen": GenStage, "world": WorldStage}
+
+
+class _LazyStages(dict):
+    def __missing__(self, key):
+        self.update(_stages())
+        return dict.__getitem__(self, key)
+
+
+STAGES = _LazyStages(vlm=VLMStage, mbaq=MBAQStage)

@@ -88,7 +88,8 @@ class Trainer:
             start = int(state["step"])
             if self.rank == 0:
                 print(f"resuming {sc.name} from {ckpt} (step {start}/{sc.steps})")
-        wrapped = DistributedDataParallel(model) if self.distributed else model
+        find_unused = bool(getattr(stage, "ddp_find_unused", False))
+        wrapped = DistributedDataParallel(model, find_unused_parameters=find_unused) if self.distributed else model
 
         writer = None
         if self.rank == 0:

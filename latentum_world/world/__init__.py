@@ -1,0 +1,1 @@
+"""The action-conditioned latent world model built on the MoME generation branch."""

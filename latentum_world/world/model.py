@@ -1,0 +1,122 @@
+"""``LatentWorldModel``: batched imagination with a trained LatentUM.
+
+``reset(images)`` encodes real first frames; ``step(actions)`` appends each action as text after the
+current state, lets the MoME generation branch imagine the next state's codes, rolls the cache back
+and re-ingests them through the understanding branch, then asks the understanding branch whether
+the player is on the goal or in a hole. Reward and termination are those answers, never the
+simulator's. The context is Markov: ``<img> s_t </img> a_t`` (the real first frame as continuous
+features; imagined states as ``visual_projector(z_q)``), so a batch row can be reset on its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from envs.vsp.formats import VSPFormatError, parse_table
+from envs.vsp.maps import ACTION_LETTERS, VSPMap
+from latentum_world.data.prompts import in_hole_question, on_goal_question, table_question
+from latentum_world.model.depth_head import Sampling
+from latentum_world.model.generation import generate_state, image_block_ids
+from latentum_world.model.language import KVCache
+
+
+@dataclass
+class WorldStep:
+    codes: torch.Tensor  # (B, P, K) imagined next-state codes
+    reward: torch.Tensor  # (B,) float: 1 where the model says the player is on the goal
+    terminated: torch.Tensor  # (B,) bool: on the goal or in a hole, by the model's answers
+    p_goal: torch.Tensor  # (B,) the model's probability of "Yes" to "Is the player on the goal?"
+    p_hole: torch.Tensor  # (B,) ... "Is the player in a hole?"
+
+
+class LatentWorldModel:
+    """:param model: a LatentUM with its generation branch; :param tokenizer: its tokenizer."""
+
+    def __init__(self, model, tokenizer, sampling: Sampling | None = None):
+        if not model.config.generation_branch:
+            raise ValueError("this checkpoint has no generation branch (train the gen and world stages)")
+        self.model, self.tok = model.eval(), tokenizer
+        self.sampling = sampling or Sampling(greedy=True)
+        c = model.config
+        self.device = next(model.parameters()).device
+        self.action_ids = torch.tensor(tokenizer.convert_tokens_to_ids(list(ACTION_LETTERS)), device=self.device)
+        self.yes, self.no = tokenizer.convert_tokens_to_ids(["Yes", "No"])
+        self.questions = [torch.tensor(tokenizer.encode_text(q(VSPMap(3, (0, 0), (1, 1)))[0]), device=self.device)
+                          for q in (on_goal_question, in_hole_question)]
+        self.table_prompt = torch.tensor(tokenizer.encode_text(table_question(VSPMap(3, (0, 0), (1, 1)))[0]), device=self.device)
+        self.positions, self.num_codebooks = c.latent_positions, c.num_codebooks
+        self.state_embeds: torch.Tensor | None = None  # (B, P, d): what the current state's image slots hold
+        self.codes: torch.Tensor | None = None  # (B, P, K)
+
+    # ------------------------------------------------------------------ states
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Real frames ``(B, S, S, 3)`` uint8 -> (continuous slot embeddings ``(B, P, d)``, MBAQ codes ``(B, P, K)``)."""
+        vit = self.model.get_vit_feature(images.to(self.device))
+        return self.model.mlp1(vit), self.model.quantizer.encode(vit)
+
+    @torch.no_grad()
+    def reset(self, images: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Start (all rows, or the rows in ``rows``) from real frames; returns their codes ``(n, P, K)``."""
+        embeds, codes = self.encode(images)
+        if rows is None:
+            self.state_embeds, self.codes = embeds, codes
+        else:
+            self.state_embeds[rows], self.codes[rows] = embeds, codes
+        return codes
+
+    @torch.no_grad()
+    def set_codes(self, codes: torch.Tensor) -> None:
+        """Start from latent states (e.g. a saved imagination)."""
+        self.codes = codes.to(self.device)
+        self.state_embeds = self.model.project_latents(self.codes)
+
+    # ------------------------------------------------------------------ dynamics
+    @torch.no_grad()
+    def step(self, actions: torch.Tensor) -> WorldStep:
+        """Imagine one transition for every row; ``actions`` ``(B,)`` ints in 0..3."""
+        if self.codes is None:
+            raise RuntimeError("call reset() first")
+        actions = torch.as_tensor(actions, device=self.device).long()
+        if actions.shape != (self.codes.shape[0],) or bool(((actions < 0) | (actions > 3)).any()):
+            raise ValueError(f"actions must be {self.codes.shape[0]} ints in 0..3, got {actions.tolist()}")
+        b = actions.shape[0]
+        cache = KVCache(self.model.config.num_layers)
+        ids = torch.cat([image_block_ids(self.model, b, self.device), self.action_ids[actions][:, None]], dim=1)
+        x = self.model.embed(ids, self.state_embeds)
+        self.model.language_model(x, torch.ones_like(ids), cache=cache)
+        codes = generate_state(self.model, cache, self.sampling, reingest=False)
+        self.codes, self.state_embeds = codes, self.model.project_latents(codes)
+        p_goal, p_hole = self.answer_flags(self.state_embeds)
+        terminated = (p_goal > 0.5) | (p_hole > 0.5)
+        return WorldStep(codes, (p_goal > 0.5).float(), terminated, p_goal, p_hole)
+
+    @torch.no_grad()
+    def answer_flags(self, state_embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The understanding branch's P(Yes) to the goal and hole questions about states ``(B, P, d)``
+        re-ingested as ``<img> visual_projector(z_q) </img>`` (one forward, both questions batched)."""
+        b = state_embeds.shape[0]
+        probs = []
+        for q in self.questions:
+            ids = torch.cat([image_block_ids(self.model, b, self.device), q[None].expand(b, -1)], dim=1)
+            logits = self.model(input_ids=ids, image_embeds=state_embeds).logits[:, -1]  # (B, V)
+            yn = logits[:, [self.yes, self.no]].softmax(-1)
+            probs.append(yn[:, 0])
+        return probs[0], probs[1]
+
+    @torch.no_grad()
+    def read_board(self, state_embeds: torch.Tensor | None = None, max_new_tokens: int = 100) -> list[VSPMap | None]:
+        """The model's VSP-table read-out of each state (``None`` where the text is not a valid board)."""
+        embeds = self.state_embeds if state_embeds is None else state_embeds
+        b = embeds.shape[0]
+        ids = torch.cat([image_block_ids(self.model, b, self.device), self.table_prompt[None].expand(b, -1)], dim=1)
+        out = self.model.generate_text(ids, torch.ones_like(ids), image_embeds=embeds, max_new_tokens=max_new_tokens)
+        boards: list[VSPMap | None] = []
+        for seq in out:
+            try:
+                boards.append(parse_table(self.tok.decode_text(seq)))
+            except (VSPFormatError, ValueError):
+                boards.append(None)
+        return boards
