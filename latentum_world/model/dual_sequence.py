@@ -3,8 +3,9 @@
 U: the understanding sequence (text branch), with earlier target images present as
 ``visual_projector(z_q)`` of NOISY codes (about 15 % replaced at random: the model learns to go on
 from its own imperfect imaginations). G: for each target image, a block ``<img> + P-1 clean latents``
-on the generation branch, which sees U up to and including that image's ``<img>`` and itself causally,
-never another block. G tokens sit at the same rotary positions as the U slots they shadow, and their
+on the generation branch, which sees U up to (not including) that image's ``<img>`` and itself causally,
+never another block. (The reference lets the G ``<img>`` also see U's ``<img>``; at inference the text
+branch has not processed that ``<img>`` yet, so we leave it out and training matches generation exactly.) G tokens sit at the same rotary positions as the U slots they shadow, and their
 final hidden states feed the depth head against the target codes.
 """
 
@@ -33,7 +34,7 @@ def dual_attention(u_valid: torch.Tensor, delims: list[int], p: int) -> torch.Te
     block = torch.ones(p, p, dtype=torch.bool, device=dev).tril()
     for n, d in enumerate(delims):
         r0 = lu + n * p
-        allowed[:, r0 : r0 + p, : d + 1] = u_valid[:, None, : d + 1]
+        allowed[:, r0 : r0 + p, :d] = u_valid[:, None, :d]
         allowed[:, r0 : r0 + p, r0 : r0 + p] = block
     idx = torch.arange(t, device=dev)
     allowed[:, idx, idx] = True  # no all-masked rows (padding)
