@@ -1,4 +1,5 @@
-"""``latentum-world eval ...``: evaluate a trained model (``perception``: how well it reads maze images)."""
+"""``latentum-world eval ...``: evaluate a trained model (``perception``: how well it reads maze images;
+``world-model``: how far its open-loop imagination stays true to the real maze)."""
 
 from __future__ import annotations
 
@@ -12,23 +13,32 @@ DEFAULT_MODEL = Path(__file__).resolve().parent / "checkpoints" / "default"
 FEATURE_KINDS = ("continuous", "quantized")
 DEFAULT_SEED = 20261122
 DEFAULT_GENERATED = 100
+# ... and of latentum_world.evaluation.world_model's.
+WORLD_POLICIES = ("random", "optimal")
+DEFAULT_HORIZON = 16
+DEFAULT_BATCH_SIZE = 64
+
+#: What to train when no model is found, per command.
+PERCEPTION_TRAINING = ("`latentum-world train vlm` then `latentum-world train mbaq` (the final model is written to "
+                       "runs/mbaq/final)")
+WORLD_TRAINING = ("`latentum-world train vlm`, `train mbaq`, `train gen`, then `latentum-world train world` (the final "
+                  "model is written to runs/world/final)")
 
 
-def resolve_model_path(path: str | None) -> Path:
-    """``path``, or the bundled checkpoint; ``FileNotFoundError`` with what to do when neither exists."""
+def resolve_model_path(path: str | None, training: str = PERCEPTION_TRAINING, example: str = "runs/mbaq/final") -> Path:
+    """``path``, or the bundled checkpoint; ``FileNotFoundError`` with what to do when neither exists
+    (``training``: the commands that write a suitable model, ``example``: such a model's directory)."""
     if path is None:
         if DEFAULT_MODEL.is_dir():
             return DEFAULT_MODEL
         raise FileNotFoundError(
             f"no --model given and no bundled checkpoint at {DEFAULT_MODEL}; pass --model DIR (a trained model "
-            "directory), or train one: `latentum-world train vlm` then `latentum-world train mbaq` "
-            "(the final model is written to runs/mbaq/final)"
+            f"directory), or train one: {training}"
         )
     p = Path(path)
     if not p.is_dir():
         raise FileNotFoundError(
-            f"no such model directory: {p} (expected a trained model directory such as runs/mbaq/final, "
-            "written by `latentum-world train vlm` then `latentum-world train mbaq`)"
+            f"no such model directory: {p} (expected a trained model directory such as {example}, written by {training})"
         )
     return p
 
@@ -64,9 +74,56 @@ def cmd_perception(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_world_model(args: argparse.Namespace) -> int:
+    model_dir = resolve_model_path(args.model, WORLD_TRAINING, "runs/world/final")
+    generated = args.generated
+    if generated is None:  # neither source named: the generated held-out maps
+        generated = 0 if args.vsp is not None else DEFAULT_GENERATED
+    if generated < 0:
+        raise ValueError(f"--generated must be >= 0, got {generated}")
+    if args.vsp is None and generated == 0:
+        raise ValueError("nothing to evaluate: pass --vsp DIR and/or --generated N (N >= 1)")
+    if args.split is not None and args.vsp is None:
+        raise ValueError("--split applies to --vsp only")
+    if args.horizon < 1:
+        raise ValueError(f"--horizon must be >= 1, got {args.horizon}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.temperature is not None and not args.temperature > 0:
+        raise ValueError(f"--temperature must be > 0, got {args.temperature} (leave it out for greedy imagination)")
+
+    from latentum_world.evaluation.world_model import (
+        evaluate_world_model,
+        generated_start_states,
+        make_sampling,
+        vsp_start_states,
+    )
+    from latentum_world.training.stages import load_model
+    from latentum_world.world.model import LatentWorldModel
+
+    starts = []
+    if args.vsp is not None:
+        starts += vsp_start_states(args.vsp, args.split)
+    if generated:
+        starts += generated_start_states(generated, args.seed)
+    device = pick_device(args.device)
+    model, tokenizer = load_model(model_dir)
+    model.to(device).eval()
+    world = LatentWorldModel(model, tokenizer, make_sampling(args.temperature, args.seed, device))
+    results = evaluate_world_model(world, starts, horizon=args.horizon, policy=args.policy, seed=args.seed,
+                                   batch_size=args.batch_size, quiet=args.quiet, model_name=str(model_dir), vsp=args.vsp,
+                                   generated_per_level=generated, temperature=args.temperature)
+    print(results.format_table())
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results.to_dict(), indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    ev = sub.add_parser("eval", help="evaluate a trained model: perception")
-    esub = ev.add_subparsers(dest="eval_command", required=True, metavar="{perception}")
+    ev = sub.add_parser("eval", help="evaluate a trained model: perception, world-model")
+    esub = ev.add_subparsers(dest="eval_command", required=True, metavar="{perception,world-model}")
 
     p = esub.add_parser(
         "perception",
@@ -87,3 +144,34 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", metavar="OUT", help="also write the numbers to this JSON file")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_perception)
+
+    w = esub.add_parser(
+        "world-model",
+        help="open-loop imagination vs the real maze: board read-out, reward/termination and code accuracy per depth",
+        description="From each start map's real first frame, let the world model imagine H steps open-loop under a "
+        "policy acting on the real maze (stepped alongside), and compare at every depth the model's board read-out "
+        "(exact match), its reward and termination answers, and its imagined MBAQ codes (those of the real next frame) "
+        "with reality; steps after the real episode ended are not counted. Start maps: the VSP task-main items (--vsp) "
+        f"and/or N fresh held-out maps per level 3..8 (--generated; the default, {DEFAULT_GENERATED} per level, when "
+        "--vsp is not given). Also times the imagination (transitions per second).",
+    )
+    w.add_argument("--vsp", help="VSP checkout, its maze folder, or `vsp generate` output: start from its task-main maps")
+    w.add_argument("--split", choices=["maps", "example"], help="task-main split of --vsp (default: maps if present, else example)")
+    w.add_argument("--generated", type=int, metavar="N",
+                   help=f"also start from N fresh held-out maps per level (default {DEFAULT_GENERATED} without --vsp, 0 with it)")
+    w.add_argument("--model", help="trained world model directory, e.g. runs/world/final "
+                   "(default: the bundled checkpoint latentum_world/checkpoints/default)")
+    w.add_argument("--horizon", type=int, default=DEFAULT_HORIZON, metavar="H",
+                   help=f"imagined steps per episode (default {DEFAULT_HORIZON})")
+    w.add_argument("--policy", choices=WORLD_POLICIES, default="random",
+                   help="actions, chosen on the real state: random, or optimal (BFS shortest path, then random); default random")
+    w.add_argument("--temperature", type=float, metavar="T",
+                   help="sample the imagined codes at temperature T from a generator seeded with --seed (default: greedy)")
+    w.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                   help=f"seed of the generated maps, the actions and the sampling (default {DEFAULT_SEED})")
+    w.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                   help=f"episodes imagined in parallel (default {DEFAULT_BATCH_SIZE})")
+    w.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: cuda if available")
+    w.add_argument("--json", metavar="OUT", help="also write the numbers to this JSON file")
+    w.add_argument("--quiet", action="store_true", help="no progress bar")
+    w.set_defaults(func=cmd_world_model)

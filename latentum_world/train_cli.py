@@ -32,19 +32,60 @@ def train(stage: str, overrides: list[str] | None = None) -> Path:
     return Trainer(cfg, STAGES[stage](cfg)).run()
 
 
+PIPELINE = ("vlm", "mbaq", "gen", "world", "decoder")
+
+
+def train_all(overrides: list[str] | None = None, out_root: str | Path = "runs", bundle: str | Path | None = None) -> Path:
+    """Every stage in order, each starting from the previous one's final model; rerunning resumes.
+
+    The world model goes to ``out_root/world/final`` with its pixel decoder copied into ``decoder/``; with
+    ``bundle`` the result is also copied there (the packaged default checkpoint is made this way).
+    """
+    import shutil
+    import time
+
+    out_root = Path(out_root)
+    previous, times = None, {}
+    for stage in PIPELINE:
+        t0 = time.perf_counter()
+        extra = [f"out_dir={out_root / stage}"] + ([f"init_from={previous}"] if previous is not None else [])
+        final = train(stage, [*(overrides or []), *extra])
+        times[stage] = time.perf_counter() - t0
+        if stage != "decoder":
+            previous = final
+    world = out_root / "world" / "final"
+    shutil.rmtree(world / "decoder", ignore_errors=True)
+    shutil.copytree(out_root / "decoder" / "final", world / "decoder")
+    print("stage wall times: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in times.items()) + f"; total {sum(times.values()) / 60:.1f} min")
+    if bundle is not None:
+        bundle = Path(bundle)
+        shutil.rmtree(bundle, ignore_errors=True)
+        shutil.copytree(world, bundle)
+        print(f"bundled checkpoint written to {bundle}")
+    return world
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    train(args.stage, args.overrides)
+    if args.stage == "all":
+        train_all(args.overrides, args.out_root, args.bundle)
+    else:
+        if args.bundle:
+            raise ValueError("--bundle only applies to `train all`")
+        train(args.stage, args.overrides)
     return 0
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "train",
-        help="train a stage (vlm, mbaq) with the shared trainer",
+        help="train a stage (vlm, mbaq, gen, world, decoder) or all of them",
         description="Train one stage. Overrides are Hydra syntax, e.g. `stage.steps=200 out_dir=runs/x preset=debug`. "
         "Rerunning the same command resumes from the newest checkpoint in out_dir. Multi-process: "
         "`torchrun --nproc_per_node 2 -m latentum_world train vlm`.",
     )
-    p.add_argument("stage", help="stage name (configs/stage/*.yaml): vlm, mbaq, gen, world")
+    p.add_argument("stage", help="stage name (configs/stage/*.yaml): vlm, mbaq, gen, world, decoder; or `all` for every stage in order")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, key=value")
+    p.add_argument("--out-root", default="runs", help="`train all`: one folder per stage under this (default runs/)")
+    p.add_argument("--bundle", help="`train all`: also copy the finished model here (the package's default: "
+                   "latentum_world/checkpoints/default)")
     p.set_defaults(func=cmd_train)

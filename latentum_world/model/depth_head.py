@@ -101,4 +101,8 @@ class Sampling:
             sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
             logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
         probs = logits.softmax(-1)
+        if isinstance(self.generator, (list, tuple)):  # one generator per row: rows independent of batch company
+            if len(self.generator) != probs.shape[0]:
+                raise ValueError(f"{len(self.generator)} generators for {probs.shape[0]} rows")
+            return torch.cat([torch.multinomial(p[None], 1, generator=g)[0] for p, g in zip(probs, self.generator)])
         return torch.multinomial(probs, 1, generator=self.generator).squeeze(-1)

@@ -75,21 +75,29 @@ class LatentWorldModel:
 
     # ------------------------------------------------------------------ dynamics
     @torch.no_grad()
-    def step(self, actions: torch.Tensor) -> WorldStep:
-        """Imagine one transition for every row; ``actions`` ``(B,)`` ints in 0..3."""
+    def step(self, actions: torch.Tensor, rows: torch.Tensor | None = None) -> WorldStep:
+        """Imagine one transition for every row (or only ``rows``); ``actions`` ints in 0..3, one per stepped row."""
         if self.codes is None:
             raise RuntimeError("call reset() first")
         actions = torch.as_tensor(actions, device=self.device).long()
-        if actions.shape != (self.codes.shape[0],) or bool(((actions < 0) | (actions > 3)).any()):
-            raise ValueError(f"actions must be {self.codes.shape[0]} ints in 0..3, got {actions.tolist()}")
-        b = actions.shape[0]
+        b = self.codes.shape[0] if rows is None else len(rows)
+        if actions.shape != (b,) or bool(((actions < 0) | (actions > 3)).any()):
+            raise ValueError(f"actions must be {b} ints in 0..3, got {actions.tolist()}")
+        state = self.state_embeds if rows is None else self.state_embeds[rows]
+        sampling = self.sampling
+        if rows is not None and isinstance(sampling.generator, (list, tuple)):
+            sampling = Sampling(sampling.temperature, sampling.top_k, sampling.top_p, sampling.greedy,
+                                [sampling.generator[int(i)] for i in rows])
         cache = KVCache(self.model.config.num_layers)
         ids = torch.cat([image_block_ids(self.model, b, self.device), self.action_ids[actions][:, None]], dim=1)
-        x = self.model.embed(ids, self.state_embeds)
-        self.model.language_model(x, torch.ones_like(ids), cache=cache)
-        codes = generate_state(self.model, cache, self.sampling, reingest=False)
-        self.codes, self.state_embeds = codes, self.model.project_latents(codes)
-        p_goal, p_hole = self.answer_flags(self.state_embeds)
+        self.model.language_model(self.model.embed(ids, state), torch.ones_like(ids), cache=cache)
+        codes = generate_state(self.model, cache, sampling, reingest=False)
+        embeds = self.model.project_latents(codes)
+        if rows is None:
+            self.codes, self.state_embeds = codes, embeds
+        else:
+            self.codes[rows], self.state_embeds[rows] = codes, embeds
+        p_goal, p_hole = self.answer_flags(embeds)
         terminated = (p_goal > 0.5) | (p_hole > 0.5)
         return WorldStep(codes, (p_goal > 0.5).float(), terminated, p_goal, p_hole)
 

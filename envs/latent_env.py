@@ -1,0 +1,173 @@
+"""``LatentUM-VSP-v0``: the LatentUM world model as a Gymnasium environment.
+
+``reset`` draws a REAL VSP map (the generator, a given map, or a VSP item), renders it, and encodes
+the real first frame; every ``step`` is the model: the action is appended as text, the MoME
+generation branch imagines the next state's MBAQ codes, and the understanding branch, reading the
+imagined latents (no pixels), says whether the player is on the goal or in a hole.
+
+## Action space
+``Discrete(4)``: 0 Left, 1 Down, 2 Right, 3 Up.
+
+## Observation space
+* ``obs_type="latent"`` (default): ``Box(lo, hi, (P * code_dim,), float32)``, the quantized latent
+  ``z_q`` of every position, flattened (16 x 64 = 1024 with the default model); ``lo``/``hi`` are the
+  smallest and largest codebook entries.
+* ``obs_type="tokens"``: ``Box(0, codebook_size - 1, (P * K,), int64)``, the codes themselves, flat
+  (a Box, not MultiDiscrete, so SB3 feeds them as numbers instead of one-hot encoding them).
+
+## Rewards
+1 when the model says the player is on the goal, else 0.
+
+## Episode end
+Terminated when the model says the player is on the goal or in a hole; truncated after
+``max_episode_steps``.
+
+## Info
+``real_map`` (the map the episode started from), ``level``, ``p_goal`` / ``p_hole`` (the model's
+probabilities), and ``board`` (the model's VSP-table read-out of the state, a ``VSPMap`` or ``None``)
+when ``readout=True``.
+
+## Rendering
+``rgb_array``: the pixel decoder's image of the imagined state (only for people; the model never
+sees it). ``ansi``: the model's read-out as VSP table text.
+
+## Registered ids
+``LatentUM-VSP-v0`` (on ``import latentum_world``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from envs.vsp.formats import to_table
+from envs.vsp.maps import LEVELS, generate_map
+from envs.vsp.maze_env import coerce_map
+from envs.vsp.observation import observation_renderer
+from latentum_world.model.depth_head import Sampling
+from latentum_world.world.loading import load_world_model
+from latentum_world.world.model import LatentWorldModel
+
+OBS_TYPES = ("latent", "tokens")
+
+
+def latent_space(model, obs_type: str) -> spaces.Box:
+    config = model.config
+    p = config.latent_positions
+    if obs_type == "latent":  # bounded by the codebook entries themselves
+        with torch.no_grad():
+            entries = torch.cat([vq.codebook for vq in model.quantizer.codebooks])
+        return spaces.Box(float(entries.min()), float(entries.max()), (p * config.code_dim,), np.float32)
+    if obs_type == "tokens":
+        return spaces.Box(0, config.codebook_size - 1, (p * config.num_codebooks,), np.int64)
+    raise ValueError(f"obs_type must be one of {OBS_TYPES}, got {obs_type!r}")
+
+
+def codes_to_obs(model, codes: torch.Tensor, obs_type: str) -> np.ndarray:
+    """Codes ``(B, P, K)`` -> observations ``(B, obs_dim)``."""
+    if obs_type == "tokens":
+        return codes.reshape(codes.shape[0], -1).cpu().numpy().astype(np.int64)
+    with torch.no_grad():
+        return model.quantizer.indices_to_latent(codes).reshape(codes.shape[0], -1).cpu().numpy().astype(np.float32)
+
+
+class LatentUMVSPEnv(gym.Env):
+    """See the module docstring.
+
+    :param model: checkpoint directory (default: the bundled one).
+    :param levels: levels real start maps are drawn from.
+    :param obs_type: ``"latent"`` or ``"tokens"``.
+    :param temperature: 0 = greedy codes; > 0 samples (with ``top_k`` / ``top_p``) from a generator seeded by ``reset``.
+    :param max_episode_steps: truncation horizon.
+    :param readout: also put the model's board read-out in ``info`` every step (slower: ~90 decoded tokens).
+    :param device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
+    """
+
+    metadata = {"render_modes": ["rgb_array", "ansi"], "render_fps": 4}
+
+    def __init__(self, model: str | None = None, levels=LEVELS, obs_type: str = "latent", temperature: float = 0.0,
+                 top_k: int | None = None, top_p: float | None = None, max_episode_steps: int | None = 32,
+                 readout: bool = False, hole_prob: float = 0.2, device: str = "cpu", render_mode: str | None = None):
+        levels = (levels,) if isinstance(levels, (int, np.integer)) else tuple(levels)
+        if not levels or any(lv not in LEVELS for lv in levels):
+            raise ValueError(f"levels must be a non-empty subset of {LEVELS}, got {levels!r}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        self.model, self.tokenizer = load_world_model(model, device)
+        self.observation_space = latent_space(self.model, obs_type)
+        self.action_space = spaces.Discrete(4)
+        self.levels, self.obs_type, self.hole_prob = tuple(int(x) for x in levels), obs_type, hole_prob
+        self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
+        self.max_episode_steps, self.readout, self.render_mode = max_episode_steps, readout, render_mode
+        self._generator = torch.Generator(device=next(self.model.parameters()).device)
+        self.world = LatentWorldModel(self.model, self.tokenizer, self._sampling())
+        self.real_map = None
+        self.elapsed_steps = 0
+        self._last: dict[str, Any] = {}
+
+    def _sampling(self) -> Sampling:
+        if self.temperature == 0:
+            return Sampling(greedy=True)
+        return Sampling(self.temperature, self.top_k, self.top_p, generator=self._generator)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        options = dict(options or {})
+        unknown = set(options) - {"level", "map"}
+        if unknown:
+            raise ValueError(f"unknown reset options {sorted(unknown)}; expected 'level' and/or 'map'")
+        self._generator.manual_seed(int(self.np_random.integers(2**63 - 1)))
+        if options.get("map") is not None:
+            m = coerce_map(options["map"])
+            if m.size not in LEVELS:
+                raise ValueError(f"map size {m.size} is not a VSP level {LEVELS}")
+        else:
+            level = options.get("level", self.levels[int(self.np_random.integers(len(self.levels)))])
+            if level not in LEVELS:
+                raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
+            m = generate_map(self.np_random, int(level), self.hole_prob)
+        self.real_map, self.elapsed_steps = m, 0
+        image = observation_renderer(m.size, self.model.config.image_size).render(m)
+        codes = self.world.reset(torch.from_numpy(image)[None])
+        self._last = {"terminated": False}
+        return codes_to_obs(self.model, codes, self.obs_type)[0], self._info()
+
+    def step(self, action):
+        if self.real_map is None:
+            raise RuntimeError("call reset() before step()")
+        if self._last.get("terminated"):
+            raise RuntimeError("the episode has terminated; call reset()")
+        if isinstance(action, np.ndarray) and action.shape == () and np.issubdtype(action.dtype, np.integer):
+            action = int(action)
+        if not isinstance(action, (int, np.integer)) or isinstance(action, bool) or not 0 <= action < 4:
+            raise ValueError(f"action must be an int in 0..3 (L, D, R, U), got {action!r}")
+        out = self.world.step(torch.tensor([int(action)]))
+        self.elapsed_steps += 1
+        terminated = bool(out.terminated[0])
+        truncated = not terminated and self.max_episode_steps is not None and self.elapsed_steps >= self.max_episode_steps
+        self._last = {"terminated": terminated, "p_goal": float(out.p_goal[0]), "p_hole": float(out.p_hole[0])}
+        obs = codes_to_obs(self.model, out.codes, self.obs_type)[0]
+        return obs, float(out.reward[0]), terminated, truncated, self._info()
+
+    def _info(self) -> dict[str, Any]:
+        info = {"real_map": self.real_map, "level": self.real_map.size,
+                "p_goal": self._last.get("p_goal", 0.0), "p_hole": self._last.get("p_hole", 0.0)}
+        if self.readout:
+            info["board"] = self.world.read_board()[0]
+        return info
+
+    def render(self):
+        if self.render_mode == "ansi":
+            board = self.world.read_board()[0]
+            return to_table(board) if board is not None else "(the model's read-out is not a valid board)\n"
+        if self.render_mode == "rgb_array":
+            from latentum_world.world.decoder import decode_images
+
+            return decode_images(self.model, self.world.codes)[0]
+        return None

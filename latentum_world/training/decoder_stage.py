@@ -1,0 +1,66 @@
+"""Stage ``decoder``: the pixel decoder on frozen codes (for ``render()`` and TensorBoard only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from latentum_world.data.understanding import UnderstandingData, batch_rng
+from latentum_world.training.stages import load_model
+from latentum_world.world.decoder import PixelDecoder, PixelDecoderConfig
+
+
+class DecoderStage:
+    name = "decoder"
+
+    def __init__(self, cfg: DictConfig):
+        self.cfg, self.sc = cfg, cfg.stage
+        data = OmegaConf.to_container(self.sc.data, resolve=True)
+        self.data = UnderstandingData(image_size=data["image_size"], weights={"table": 1.0})
+
+    def build(self, ckpt: Path | None):
+        source = self.cfg.init_from or self.sc.init_from
+        if source is None:
+            raise ValueError("stage decoder needs the model whose codes it decodes: set init_from=<model dir>")
+        self.world, tok = load_model(source)
+        self.world.eval().requires_grad_(False)  # frozen: no gradient ever reaches the model
+        if ckpt is not None:
+            decoder = PixelDecoder.from_pretrained(ckpt)
+        else:
+            c = self.world.config
+            decoder = PixelDecoder(PixelDecoderConfig(code_dim=c.code_dim, grid_side=c.grid_side, image_size=c.image_size,
+                                                      channels=list(self.sc.channels)))
+        return decoder, tok
+
+    def trainable_parameters(self, model):
+        return list(model.parameters())
+
+    def batch_from(self, rng, size) -> dict:
+        examples = self.data.batch(rng, size, "table")  # random states, any level, any facing
+        return {"input_ids": torch.zeros(size, 1), "images": torch.from_numpy(np.stack([ex.image for ex in examples]))}
+
+    def batch(self, step: int, rank: int) -> dict:
+        return self.batch_from(batch_rng(self.cfg.seed, step, rank), self.sc.batch_size)
+
+    def compute_loss(self, wrapped, model, batch):
+        self.world.to(batch["images"].device)
+        with torch.no_grad():
+            codes = self.world.quantizer.encode(self.world.get_vit_feature(batch["images"]))
+            z_q = self.world.quantizer.indices_to_latent(codes)  # (B, P, code_dim)
+        target = batch["images"].permute(0, 3, 1, 2).float() / 255.0
+        mse = torch.nn.functional.mse_loss(wrapped(z_q), target)
+        psnr = 10 * torch.log10(1.0 / mse.detach().clamp(min=1e-10))
+        return mse, {"losses/mse": mse.item(), "decoder/psnr_db": psnr.item()}
+
+    def after_step(self, model, step: int) -> dict:
+        return {}
+
+    def evaluate(self, model) -> dict:
+        batch = self.batch_from(np.random.default_rng(777), 64)
+        batch["images"] = batch["images"].to(next(model.parameters()).device)
+        with torch.no_grad():
+            _, metrics = self.compute_loss(model, model, batch)
+        return {"psnr_db": metrics["decoder/psnr_db"]}
