@@ -111,6 +111,26 @@ class LatentUMVSPEnv(gym.Env):
         self.elapsed_steps = 0
         self._last: dict[str, Any] = {}
 
+    # pickling: the model is shared and reloaded from its checkpoint; the episode state travels
+    def __getstate__(self):
+        state = {k: v for k, v in self.__dict__.items() if k not in ("model", "tokenizer", "world", "_generator")}
+        state["_model_path"] = self.model.config._name_or_path
+        state["_device"] = str(next(self.model.parameters()).device)
+        state["_generator_state"] = self._generator.get_state()
+        state["_world_state"] = (self.world.codes, self.world.state_embeds)
+        return state
+
+    def __setstate__(self, state):
+        codes, embeds = state.pop("_world_state")
+        gen_state = state.pop("_generator_state")
+        path, device = state.pop("_model_path"), state.pop("_device")
+        self.__dict__.update(state)
+        self.model, self.tokenizer = load_world_model(path, device)
+        self._generator = torch.Generator(device=device)
+        self._generator.set_state(gen_state)
+        self.world = LatentWorldModel(self.model, self.tokenizer, self._sampling())
+        self.world.codes, self.world.state_embeds = codes, embeds
+
     def _sampling(self) -> Sampling:
         if self.temperature == 0:
             return Sampling(greedy=True)
@@ -122,7 +142,6 @@ class LatentUMVSPEnv(gym.Env):
         unknown = set(options) - {"level", "map"}
         if unknown:
             raise ValueError(f"unknown reset options {sorted(unknown)}; expected 'level' and/or 'map'")
-        self._generator.manual_seed(int(self.np_random.integers(2**63 - 1)))
         if options.get("map") is not None:
             m = coerce_map(options["map"])
             if m.size not in LEVELS:
@@ -132,6 +151,8 @@ class LatentUMVSPEnv(gym.Env):
             if level not in LEVELS:
                 raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
             m = generate_map(self.np_random, int(level), self.hole_prob)
+        # drawn after the map, so VSPMaze-v0 reset with the same seed starts from the same real map
+        self._generator.manual_seed(int(self.np_random.integers(2**63 - 1)))
         self.real_map, self.elapsed_steps = m, 0
         image = observation_renderer(m.size, self.model.config.image_size).render(m)
         codes = self.world.reset(torch.from_numpy(image)[None])

@@ -68,7 +68,6 @@ class LatentUMVSPVectorEnv(VectorEnv):
     def _start(self, i: int, options: dict | None) -> np.ndarray:
         """Draw slot ``i``'s real map and seed its sampler; returns its first image."""
         rng = self._rngs[i]
-        self._generators[i].manual_seed(int(rng.integers(2**63 - 1)))
         options = dict(options or {})
         if options.get("map") is not None:
             m = coerce_map(options["map"])
@@ -77,6 +76,7 @@ class LatentUMVSPVectorEnv(VectorEnv):
             if level not in LEVELS:
                 raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
             m = generate_map(rng, int(level), self.hole_prob)
+        self._generators[i].manual_seed(int(rng.integers(2**63 - 1)))  # after the map, as the single env
         self.real_maps[i] = m
         self._elapsed[i] = 0
         self._ended[i] = False

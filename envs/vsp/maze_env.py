@@ -13,6 +13,9 @@ a move off the edge leaves the player where it is.
   :func:`envs.vsp.observation.resize_image` of :func:`envs.vsp.render.render_map`.
 * ``obs_type="grid"``: ``Box(0, 6, (8, 8), uint8)`` cell codes (0 ice, 1 hole, 2 goal, 3 player,
   4 player on goal, 5 player in hole) in the top-left ``n x n`` corner, padded with 6; the level is in ``info``.
+* ``obs_type="latent"`` / ``"tokens"``: the real frame encoded by a LatentUM checkpoint (``model``, default
+  the bundled one) exactly as ``LatentUM-VSP-v0`` observes, so a policy trained in imagination acts
+  in the real maze unchanged.
 
 ## Rewards
 1 on reaching the goal, else 0.
@@ -50,7 +53,7 @@ from envs.vsp.observation import observation_renderer, round_pixels
 from envs.vsp.render import render_map
 
 GRID_PAD = 6
-OBS_TYPES = ("rgb", "grid")
+OBS_TYPES = ("rgb", "grid", "latent", "tokens")
 
 
 class VSPMazeEnv(gym.Env):
@@ -74,6 +77,8 @@ class VSPMazeEnv(gym.Env):
         obs_size: int = 128,
         max_episode_steps: int | None = 100,
         render_mode: str | None = None,
+        model: str | None = None,
+        device: str = "cpu",
     ):
         levels = (levels,) if isinstance(levels, (int, np.integer)) else tuple(levels)
         if not levels or any(not isinstance(lv, (int, np.integer)) or lv not in LEVELS for lv in levels):
@@ -95,7 +100,15 @@ class VSPMazeEnv(gym.Env):
         self.max_episode_steps = max_episode_steps
         self.render_mode = render_mode
         self.action_space = spaces.Discrete(4)
-        if obs_type == "rgb":
+        self._encoder = None
+        if obs_type in ("latent", "tokens"):
+            from envs.latent_env import latent_space
+            from latentum_world.world.loading import load_world_model
+
+            self._encoder, _ = load_world_model(model, device)
+            self.obs_size = self._encoder.config.image_size  # the model's image, rendered as the world model sees it
+            self.observation_space = latent_space(self._encoder, obs_type)
+        elif obs_type == "rgb":
             self.observation_space = spaces.Box(0, 255, (self.obs_size, self.obs_size, 3), np.uint8)
         else:
             self.observation_space = spaces.Box(0, GRID_PAD, (MAX_SIZE, MAX_SIZE), np.uint8)
@@ -128,7 +141,7 @@ class VSPMazeEnv(gym.Env):
             self.map = generate_map(self.np_random, int(level), self.hole_prob)
         self.last_action = None
         self.elapsed_steps = 0
-        if self.obs_type == "rgb":
+        if self.obs_type != "grid":
             self._board = observation_renderer(self.map.size, self.obs_size).board(self.map)
             self._board_u8 = round_pixels(self._board)
             self._windows = {}
@@ -180,7 +193,19 @@ class VSPMazeEnv(gym.Env):
         obs = self._board_u8.copy()
         rows, cols, win = patch
         obs[rows, cols] = win
+        if self._encoder is not None:
+            return self._encode(obs)
         return obs
+
+    def _encode(self, image: np.ndarray) -> np.ndarray:
+        import torch
+
+        from envs.latent_env import codes_to_obs
+
+        with torch.no_grad():
+            x = torch.from_numpy(image)[None].to(next(self._encoder.parameters()).device)
+            codes = self._encoder.quantizer.encode(self._encoder.get_vit_feature(x))
+        return codes_to_obs(self._encoder, codes, self.obs_type)[0]
 
     def _info(self) -> dict[str, Any]:
         assert self.map is not None

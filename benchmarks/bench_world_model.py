@@ -1,0 +1,191 @@
+"""Imagined transitions per second of ``LatentWorldModel.step``, against the machine's dense fp32 matmul rate.
+
+One ``step`` is one imagined transition per batch row: the prefix ``<img> s_t </img> a_t`` through the
+language model, the ``latent_positions`` autoregressive passes of the MoME generation branch and depth head,
+and the understanding branch's two yes/no answers (goal, hole) about the imagined state. The state is
+Markov, so the context does not grow: every step costs the same.
+
+For each batch size the model is reset on real first frames of random held-out maps and stepped with random
+actions for ``--seconds``. The model's FLOPs per transition are counted with
+``torch.utils.flop_counter.FlopCounterMode`` on one step (matmuls and attention, 2 FLOPs per multiply-add;
+elementwise work is not counted), and the machine's dense fp32 throughput is the rate of a loop of
+1024 x 1024 matmuls on the same thread count; ``utilisation`` = achieved FLOP/s / that rate.
+
+    python benchmarks/bench_world_model.py [--model runs/world/final] [--batch-sizes 1,16,64] [--seconds 5]
+        [--threads N] [--out benchmarks/results/world_model.json]
+
+Without a model at ``--model`` it measures a freshly initialised model of the default config with its
+generation branch added (same shapes, so the same speed as a trained one; the JSON says which was used).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from envs.vsp.maps import LEVELS, generate_map
+from envs.vsp.observation import observation_renderer
+from latentum_world.world.model import LatentWorldModel
+
+DEFAULT_MODEL = "runs/world/final"
+
+
+def fresh_model():
+    """The default config (configs/model/default.yaml's sizes are LatentUMConfig's defaults) with its generation branch."""
+    from latentum_world.model.config import LatentUMConfig
+    from latentum_world.model.modeling import LatentUMModel
+    from latentum_world.tokenizer import build_tokenizer
+
+    tok = build_tokenizer()
+    ids = tok.convert_tokens_to_ids(["<img>", "</img>", "<img_ctx>"])
+    torch.manual_seed(0)
+    config = LatentUMConfig(vocab_size=len(tok), pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                            img_start_id=ids[0], img_end_id=ids[1], img_context_id=ids[2])
+    model = LatentUMModel(config)
+    model.add_generation_branch()  # (returns None: not chainable)
+    return model.eval(), tok
+
+
+def load(path: str):
+    p = Path(path)
+    if (p / "config.json").is_file() and (p / "model.safetensors").is_file():
+        from latentum_world.training.stages import load_model
+
+        model, tok = load_model(p)
+        if model.config.generation_branch:
+            return model.eval(), tok, {"kind": "trained", "path": str(p)}
+        reason = f"{p} has no generation branch"
+    else:
+        reason = f"no model at {p}"
+    model, tok = fresh_model()
+    return model, tok, {"kind": "fresh", "path": None, "why": f"{reason}: freshly initialised default config + generation branch"}
+
+
+def first_frames(batch: int, size: int, seed: int = 0) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    maps = [generate_map(rng, LEVELS[i % len(LEVELS)]) for i in range(batch)]
+    return torch.from_numpy(np.stack([observation_renderer(m.size, size).render(m, None) for m in maps]))
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def transitions_per_second(wm: LatentWorldModel, batch: int, seconds: float, min_steps: int = 3) -> dict:
+    gen = torch.Generator().manual_seed(batch)
+    wm.reset(first_frames(batch, wm.model.config.image_size))
+    for _ in range(2):  # warm-up
+        wm.step(torch.randint(4, (batch,), generator=gen))
+    steps, t0 = 0, time.perf_counter()
+    while True:
+        wm.step(torch.randint(4, (batch,), generator=gen))
+        steps += 1
+        sync(wm.device)
+        elapsed = time.perf_counter() - t0
+        if elapsed >= seconds and steps >= min_steps:
+            break
+    return {"batch_size": batch, "steps": steps, "seconds": elapsed, "step_ms": 1000 * elapsed / steps,
+            "transitions_per_second": batch * steps / elapsed}
+
+
+def flops_per_transition(wm: LatentWorldModel, batch: int = 1) -> dict:
+    """FLOPs of one ``step`` at ``batch`` rows, divided by ``batch``; also the yes/no answers' share."""
+    wm.reset(first_frames(batch, wm.model.config.image_size))
+    with FlopCounterMode(display=False) as fc:
+        wm.step(torch.zeros(batch, dtype=torch.long))
+    total = fc.get_total_flops()
+    with FlopCounterMode(display=False) as fa:
+        wm.answer_flags(wm.state_embeds)
+    flags = fa.get_total_flops()
+    return {"batch_size": batch, "flops": total / batch, "answer_flags_flops": flags / batch,
+            "imagination_flops": (total - flags) / batch}
+
+
+def matmul_flops_per_second(seconds: float, n: int = 1024) -> dict:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        torch.mm(a, b)
+    reps, t0 = 0, time.perf_counter()
+    while True:
+        for _ in range(5):
+            torch.mm(a, b)
+        reps += 5
+        elapsed = time.perf_counter() - t0
+        if elapsed >= seconds:
+            break
+    return {"size": n, "dtype": "float32", "matmuls": reps, "seconds": elapsed,
+            "flops_per_second": 2 * n**3 * reps / elapsed}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"world model directory (default {DEFAULT_MODEL}; "
+                        "falls back to a fresh default-config model)")
+    parser.add_argument("--batch-sizes", default="1,16,64", help="comma-separated (default 1,16,64)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="measuring time per batch size (default 5)")
+    parser.add_argument("--matmul-seconds", type=float, default=3.0, help="measuring time of the matmul loop (default 3)")
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's default, all cores)")
+    parser.add_argument("--note", default="", help="free text stored in the JSON (e.g. what else was running)")
+    parser.add_argument("--out", default="benchmarks/results/world_model.json")
+    args = parser.parse_args()
+    batches = [int(b) for b in args.batch_sizes.split(",")]
+    if not batches or min(batches) < 1 or args.seconds <= 0:
+        parser.error("--batch-sizes must be positive ints and --seconds > 0")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
+
+    model, tok, source = load(args.model)
+    wm = LatentWorldModel(model, tok)
+    c = model.config
+    params = sum(p.numel() for p in model.parameters())
+    print(f"model: {source['kind']} ({source.get('path') or source['why']}), {params / 1e6:.2f} M parameters, "
+          f"{torch.get_num_threads()} threads")
+
+    flops = flops_per_transition(wm)
+    print(f"FLOPs per transition: {flops['flops'] / 1e6:.1f} M ({flops['imagination_flops'] / 1e6:.1f} M imagination, "
+          f"{flops['answer_flags_flops'] / 1e6:.1f} M reward/termination answers)")
+    peak = matmul_flops_per_second(args.matmul_seconds)
+    print(f"dense fp32 matmul 1024^3: {peak['flops_per_second'] / 1e9:.1f} GFLOP/s")
+    rows = []
+    for b in batches:
+        r = transitions_per_second(wm, b, args.seconds)
+        r["achieved_flops_per_second"] = r["transitions_per_second"] * flops["flops"]
+        r["utilisation"] = r["achieved_flops_per_second"] / peak["flops_per_second"]
+        rows.append(r)
+        print(f"batch {b:3d}: {r['transitions_per_second']:8.1f} transitions/s ({r['step_ms']:.1f} ms/step), "
+              f"{r['achieved_flops_per_second'] / 1e9:.2f} GFLOP/s = {100 * r['utilisation']:.1f}% of matmul peak")
+
+    result = {
+        "benchmark": "world_model_transitions_per_second",
+        "model": source,
+        "parameters": params,
+        "config": {k: getattr(c, k) for k in ("image_size", "hidden_size", "num_layers", "num_heads", "mlp_size",
+                                              "latent_positions", "num_codebooks", "codebook_size", "depth_layers")},
+        "sampling": "greedy",
+        "device": str(wm.device),
+        "threads": torch.get_num_threads(),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
+                    "torch": torch.__version__, "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
+        "note": args.note,
+        "flops_per_transition": flops,
+        "flops_counted_by": "torch.utils.flop_counter.FlopCounterMode on one step at batch 1 (matmul/attention only)",
+        "matmul_peak": peak,
+        "batches": {str(r["batch_size"]): r for r in rows},
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""LatentUM-VSP-v0, its vector env and the real maze with latent observations, on a tiny trained chain."""
+
+import pickle
+import shutil
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import latentum_world  # noqa: F401
+from envs.latent_env import LatentUMVSPEnv
+from envs.vsp.maps import VSPMap
+from latentum_world.train_cli import train_all
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("runs")
+    return str(train_all(["preset=debug", "num_threads=1"], out_root=root))
+
+
+def make(world, **kw):
+    return gym.make("LatentUM-VSP-v0", model=world, **kw)
+
+
+@pytest.mark.parametrize("obs_type", ["latent", "tokens"])
+def test_checkers(world, obs_type):
+    gym_check_env(make(world, obs_type=obs_type).unwrapped, skip_render_check=True)
+    sb3_check_env(LatentUMVSPEnv(model=world, obs_type=obs_type))
+    gym_check_env(gym.make("VSPMaze-v0", obs_type=obs_type, model=world).unwrapped, skip_render_check=True)
+
+
+def rollout(env, seed, steps=12):
+    rng = np.random.default_rng(0)
+    obs, info = env.reset(seed=seed)
+    out = [obs.copy()]
+    for _ in range(steps):
+        obs, r, term, trunc, info = env.step(int(rng.integers(4)))
+        out.append((obs.copy(), r, term, trunc))
+        if term or trunc:
+            obs, info = env.reset()
+            out.append(obs.copy())
+    return out
+
+
+def same(a, b):
+    return len(a) == len(b) and all(
+        np.array_equal(x, y) if isinstance(x, np.ndarray) else (np.array_equal(x[0], y[0]) and x[1:] == y[1:]) for x, y in zip(a, b)
+    )
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_same_seed_same_rollout(world, temperature):
+    a = rollout(make(world, temperature=temperature, obs_type="tokens"), 5)
+    b = rollout(make(world, temperature=temperature, obs_type="tokens"), 5)
+    assert same(a, b)
+
+
+def test_sampling_depends_on_seed(world):
+    a = rollout(make(world, temperature=2.0, obs_type="tokens", levels=[8]), 1)
+    b = rollout(make(world, temperature=2.0, obs_type="tokens", levels=[8]), 2)
+    assert not same(a, b)
+
+
+def test_pickling_mid_episode(world):
+    env = LatentUMVSPEnv(model=world, obs_type="tokens", temperature=1.0)
+    env.reset(seed=4)
+    env.step(1)
+    clone = pickle.loads(pickle.dumps(env))
+    for a in (2, 0, 3):
+        if env._last["terminated"]:
+            break
+        o1, r1, t1, u1, _ = env.step(a)
+        o2, r2, t2, u2, _ = clone.step(a)
+        assert np.array_equal(o1, o2) and (r1, t1, u1) == (r2, t2, u2)
+
+
+def test_render_modes_and_readout(world):
+    env = make(world, render_mode="rgb_array")
+    env.reset(seed=0)
+    img = env.render()
+    assert img.shape == (128, 128, 3) and img.dtype == np.uint8
+    env = make(world, render_mode="ansi", readout=True)
+    _, info = env.reset(seed=0)
+    assert "board" in info and isinstance(env.render(), str)
+    assert isinstance(info["real_map"], VSPMap)
+
+
+def test_vector_env_equals_single_envs(world):
+    n, seed = 3, 11
+    vec = gym.make_vec("LatentUM-VSP-v0", num_envs=n, vectorization_mode="vector_entry_point", model=world,
+                       obs_type="tokens", temperature=1.0, max_episode_steps=4)
+    singles = [make(world, obs_type="tokens", temperature=1.0, max_episode_steps=4) for _ in range(n)]
+    vobs, _ = vec.reset(seed=seed)
+    sobs = [e.reset(seed=seed + i)[0] for i, e in enumerate(singles)]
+    assert np.array_equal(vobs, np.stack(sobs))
+    rng = np.random.default_rng(0)
+    ended = [False] * n
+    for _ in range(8):
+        actions = rng.integers(4, size=n)
+        vobs, vr, vt, vu, _ = vec.step(actions)
+        for i, e in enumerate(singles):
+            if ended[i]:  # next-step autoreset: the vector slot restarted; restart the single env the same way
+                o = e.reset()[0]
+                assert np.array_equal(vobs[i], o) and not vt[i] and not vu[i]
+                ended[i] = False
+                continue
+            o, r, t, u, _ = e.step(int(actions[i]))
+            assert np.array_equal(vobs[i], o) and (vr[i], vt[i], vu[i]) == (r, t, u)
+            ended[i] = t or u
+
+
+def test_real_maze_with_latent_observation_matches_imagination_start(world):
+    real = gym.make("VSPMaze-v0", obs_type="tokens", model=world)
+    imagined = make(world, obs_type="tokens")
+    for seed in range(3):
+        o1, i1 = real.reset(seed=seed)
+        o2, i2 = imagined.reset(seed=seed)
+        assert i1["map"] == i2["real_map"] and np.array_equal(o1, o2)
+
+
+def test_bad_inputs(world, tmp_path):
+    env = make(world)
+    env.reset(seed=0)
+    for bad in (4, -1, 1.5, "L"):
+        with pytest.raises(ValueError, match="action"):
+            env.step(bad)
+    with pytest.raises(ValueError, match="obs_type"):
+        make(world, obs_type="pixels")
+    with pytest.raises(FileNotFoundError, match="not a LatentUM model directory"):
+        make(str(tmp_path / "nowhere"))
+    mbaq = tmp_path.parent / "runs0" / "mbaq" / "final"
+    if mbaq.exists():
+        with pytest.raises(ValueError, match="no generation branch"):
+            make(str(mbaq))
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(world, corrupt)
+    (corrupt / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(Exception, match="(?i)safetensors|header|deserializ|invalid"):
+        make(str(corrupt))
+    vec = gym.make_vec("LatentUM-VSP-v0", num_envs=2, vectorization_mode="vector_entry_point", model=world)
+    vec.reset(seed=0)
+    with pytest.raises(ValueError, match="actions"):
+        vec.step(np.array([0, 7]))
