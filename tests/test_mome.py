@@ -147,3 +147,10 @@ def test_sampling_options():
     assert picks == {2}
     with pytest.raises(ValueError):
         Sampling(temperature=0.0)
+
+
+def test_depth_head_cached_sampling_matches_teacher_forcing(model):
+    h = torch.randn(5, model.config.hidden_size)
+    codes = model.depth_head.sample(h, Sampling(greedy=True))
+    logits = model.depth_head(h, codes)  # one pass over the whole depth sequence
+    assert torch.equal(logits.argmax(-1), codes)

@@ -25,13 +25,21 @@ class DepthBlock(nn.Module):
         self.o = nn.Linear(dim, dim, bias=False)
         self.mlp = SwiGLU(dim, mlp)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, kv: list | None = None) -> torch.Tensor:
+        """``x`` ``(N, k, d)``: the whole depth sequence (``kv=None``) or ONE new step appended to ``kv``
+        (a ``[keys, values]`` list this call extends: incremental sampling)."""
         n, k, d = x.shape
-        q, key, v = self.qkv(self.norm1(x)).view(n, k, 3, self.h, self.hd).unbind(2)  # 3 x (N, K, h, hd)
-        pos = torch.arange(k, device=x.device)[None].expand(n, k)
-        q = rotary(self.q_norm(q).transpose(1, 2), pos, 10000.0)  # (N, h, K, hd)
+        start = 0 if kv is None or kv[0] is None else kv[0].shape[2]
+        q, key, v = self.qkv(self.norm1(x)).view(n, k, 3, self.h, self.hd).unbind(2)  # 3 x (N, k, h, hd)
+        pos = torch.arange(start, start + k, device=x.device)[None].expand(n, k)
+        q = rotary(self.q_norm(q).transpose(1, 2), pos, 10000.0)  # (N, h, k, hd)
         key = rotary(self.k_norm(key).transpose(1, 2), pos, 10000.0)
-        att = F.scaled_dot_product_attention(q, key, v.transpose(1, 2), is_causal=True)  # (N, h, K, hd)
+        v = v.transpose(1, 2)
+        if kv is not None:
+            if kv[0] is not None:
+                key, v = torch.cat([kv[0], key], 2), torch.cat([kv[1], v], 2)
+            kv[0], kv[1] = key, v
+        att = F.scaled_dot_product_attention(q, key, v, is_causal=start == 0 and k > 1)  # (N, h, k, hd)
         x = x + self.o(att.transpose(1, 2).reshape(n, k, d))
         return x + self.mlp(self.norm2(x))
 
@@ -45,9 +53,9 @@ class DepthHead(nn.Module):
         self.norm = RMSNorm(d, config.rms_eps)
         self.head = nn.Linear(d, self.v, bias=False)  # shared by every codebook
 
-    def _run(self, seq: torch.Tensor) -> torch.Tensor:
-        for layer in self.layers:
-            seq = layer(seq)
+    def _run(self, seq: torch.Tensor, kv: list | None = None) -> torch.Tensor:
+        for i, layer in enumerate(self.layers):
+            seq = layer(seq, None if kv is None else kv[i])
         return self.head(self.norm(seq))  # (N, len, V)
 
     def forward(self, h: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
@@ -65,14 +73,14 @@ class DepthHead(nn.Module):
     @torch.no_grad()
     def sample(self, h: torch.Tensor, sampling: Sampling) -> torch.Tensor:
         """Codes ``(N, K)`` for hidden states ``(N, d)``, one codebook at a time."""
-        seq = h[:, None]  # (N, 1, d)
+        kv = [[None, None] for _ in self.layers]  # cached keys/values: each sub-step runs one new token
+        step = h[:, None]  # (N, 1, d)
         codes = []
         for i in range(self.k):
-            logits = self._run(seq)[:, -1]  # (N, V)
-            c = sampling.pick(logits)
+            c = sampling.pick(self._run(step, kv)[:, -1])  # (N,)
             codes.append(c)
             if i < self.k - 1:
-                seq = torch.cat([seq, self.code_embed[i](c)[:, None]], dim=1)
+                step = self.code_embed[i](c)[:, None]
         return torch.stack(codes, dim=1)
 
 

@@ -26,14 +26,23 @@ class RMSNorm(nn.Module):
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
 
 
-def rotary(x: torch.Tensor, positions: torch.Tensor, theta: float) -> torch.Tensor:
-    """Rotate ``x`` ``(B, h, T, hd)`` by ``positions`` ``(B, T)`` (half-split rotary embedding)."""
-    hd = x.shape[-1]
-    inv = 1.0 / (theta ** (torch.arange(0, hd, 2, device=x.device, dtype=torch.float32) / hd))  # (hd/2,)
+def rotary_tables(positions: torch.Tensor, hd: int, theta: float, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """``cos``, ``sin`` ``(B, 1, T, hd/2)`` for ``positions`` ``(B, T)``: computed once per forward, shared by every layer."""
+    inv = 1.0 / (theta ** (torch.arange(0, hd, 2, device=positions.device, dtype=torch.float32) / hd))  # (hd/2,)
     ang = positions.to(torch.float32)[:, None, :, None] * inv  # (B, 1, T, hd/2)
-    cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
-    x1, x2 = x[..., : hd // 2], x[..., hd // 2 :]
+    return ang.cos().to(dtype), ang.sin().to(dtype)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate ``x`` ``(B, h, T, hd)`` (half-split rotary embedding)."""
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
     return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+
+
+def rotary(x: torch.Tensor, positions: torch.Tensor, theta: float) -> torch.Tensor:
+    """Rotate ``x`` ``(B, h, T, hd)`` by ``positions`` ``(B, T)``."""
+    return apply_rotary(x, *rotary_tables(positions, x.shape[-1], theta, x.dtype))
 
 
 class KVCache:
@@ -122,7 +131,8 @@ class MoMEAttention(nn.Module):
     def _branch(self, name: str):
         return getattr(self, f"{name}_vision") if self.has_vision else None
 
-    def forward(self, x, positions, attn_mask, gen_mask=None, cache: KVCache | None = None, layer: int = 0):
+    def forward(self, x, rope, attn_mask, gen_mask=None, cache: KVCache | None = None, layer: int = 0):
+        """:param rope: ``(cos, sin)`` from :func:`rotary_tables` for this chunk's positions."""
         b, t, d = x.shape
         gm = gen_mask if self.has_vision else None
 
@@ -138,7 +148,7 @@ class MoMEAttention(nn.Module):
         q, k = heads("q"), heads("k")
         v = route(x, gm, self.v_proj, self._branch("v_proj") if gm is not None else None)
         v = v.view(b, t, self.h, self.hd).transpose(1, 2)  # (B, h, T, hd)
-        q, k = rotary(q, positions, self.theta), rotary(k, positions, self.theta)
+        q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
         if cache is not None:
             k, v = cache.update(layer, k, v)  # (B, h, S, hd)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # (B, h, T, hd)
@@ -162,8 +172,8 @@ class MoMELayer(nn.Module):
         self.mlp_vision = _copy(self.mlp)
         self.has_vision = True
 
-    def forward(self, x, positions, attn_mask, gen_mask=None, cache=None, layer=0):
-        x = x + self.self_attn(self.input_layernorm(x), positions, attn_mask, gen_mask, cache, layer)
+    def forward(self, x, rope, attn_mask, gen_mask=None, cache=None, layer=0):
+        x = x + self.self_attn(self.input_layernorm(x), rope, attn_mask, gen_mask, cache, layer)
         h = self.post_attention_layernorm(x)
         return x + route(h, gen_mask if self.has_vision else None, self.mlp, getattr(self, "mlp_vision", None))
 
@@ -213,9 +223,10 @@ class LanguageModel(nn.Module):
             positions = positions.clamp(min=0)
         if attn_mask is None:
             attn_mask = causal_mask(key_valid, t, past)
+        rope = rotary_tables(positions, self.config.head_dim, self.config.rope_theta, inputs_embeds.dtype)
         x = inputs_embeds
         for i, layer in enumerate(self.layers):
-            x = layer(x, positions, attn_mask, gen_mask, cache, i)
+            x = layer(x, rope, attn_mask, gen_mask, cache, i)
         return self.norm(x)
 
 

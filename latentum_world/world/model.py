@@ -18,7 +18,7 @@ from envs.vsp.formats import VSPFormatError, parse_table
 from envs.vsp.maps import ACTION_LETTERS, VSPMap
 from latentum_world.data.prompts import in_hole_question, on_goal_question, table_question
 from latentum_world.model.depth_head import Sampling
-from latentum_world.model.generation import generate_state, image_block_ids
+from latentum_world.model.generation import generate_state, image_block_ids, ingest_image, ingest_text
 from latentum_world.model.language import KVCache
 
 
@@ -45,6 +45,8 @@ class LatentWorldModel:
         self.yes, self.no = tokenizer.convert_tokens_to_ids(["Yes", "No"])
         self.questions = [torch.tensor(tokenizer.encode_text(q(VSPMap(3, (0, 0), (1, 1)))[0]), device=self.device)
                           for q in (on_goal_question, in_hole_question)]
+        if len(self.questions[0]) != len(self.questions[1]):
+            raise ValueError("the goal and hole questions must tokenize to the same length (they share one batch)")
         self.table_prompt = torch.tensor(tokenizer.encode_text(table_question(VSPMap(3, (0, 0), (1, 1)))[0]), device=self.device)
         self.positions, self.num_codebooks = c.latent_positions, c.num_codebooks
         self.state_embeds: torch.Tensor | None = None  # (B, P, d): what the current state's image slots hold
@@ -106,13 +108,13 @@ class LatentWorldModel:
         """The understanding branch's P(Yes) to the goal and hole questions about states ``(B, P, d)``
         re-ingested as ``<img> visual_projector(z_q) </img>`` (one forward, both questions batched)."""
         b = state_embeds.shape[0]
-        probs = []
-        for q in self.questions:
-            ids = torch.cat([image_block_ids(self.model, b, self.device), q[None].expand(b, -1)], dim=1)
-            logits = self.model(input_ids=ids, image_embeds=state_embeds).logits[:, -1]  # (B, V)
-            yn = logits[:, [self.yes, self.no]].softmax(-1)
-            probs.append(yn[:, 0])
-        return probs[0], probs[1]
+        cache = KVCache(self.model.config.num_layers)
+        ingest_image(self.model, cache, state_embeds)  # the state once, shared by both questions
+        both = cache.select(torch.arange(b, device=self.device).repeat(2))  # rows: B goal questions, then B hole questions
+        q = torch.cat([self.questions[0][None].expand(b, -1), self.questions[1][None].expand(b, -1)])  # same length
+        h = ingest_text(self.model, both, q)[:, -1]  # (2B, d)
+        yn = self.model.lm_head(h)[:, [self.yes, self.no]].softmax(-1)[:, 0]  # (2B,) P(Yes)
+        return yn[:b], yn[b:]
 
     @torch.no_grad()
     def read_board(self, state_embeds: torch.Tensor | None = None, max_new_tokens: int = 100) -> list[VSPMap | None]:
