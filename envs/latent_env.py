@@ -45,8 +45,8 @@ import torch
 from gymnasium import spaces
 
 from envs.vsp.formats import to_table
-from envs.vsp.maps import LEVELS, generate_map
-from envs.vsp.maze_env import coerce_map
+from envs.vsp.maps import LEVELS
+from envs.vsp.maze_env import start_map
 from envs.vsp.observation import observation_renderer
 from latentum_world.model.depth_head import Sampling
 from latentum_world.world.loading import load_world_model
@@ -138,19 +138,7 @@ class LatentUMVSPEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        options = dict(options or {})
-        unknown = set(options) - {"level", "map"}
-        if unknown:
-            raise ValueError(f"unknown reset options {sorted(unknown)}; expected 'level' and/or 'map'")
-        if options.get("map") is not None:
-            m = coerce_map(options["map"])
-            if m.size not in LEVELS:
-                raise ValueError(f"map size {m.size} is not a VSP level {LEVELS}")
-        else:
-            level = options.get("level", self.levels[int(self.np_random.integers(len(self.levels)))])
-            if level not in LEVELS:
-                raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
-            m = generate_map(self.np_random, int(level), self.hole_prob)
+        m = start_map(self.np_random, options, self.levels, self.hole_prob)
         # drawn after the map, so VSPMaze-v0 reset with the same seed starts from the same real map
         self._generator.manual_seed(int(self.np_random.integers(2**63 - 1)))
         self.real_map, self.elapsed_steps = m, 0

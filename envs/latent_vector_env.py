@@ -17,8 +17,8 @@ from gymnasium import spaces
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from envs.vsp.maps import LEVELS, generate_map
-from envs.vsp.maze_env import coerce_map
+from envs.vsp.maps import LEVELS
+from envs.vsp.maze_env import start_map
 from envs.vsp.observation import observation_renderer
 from envs.latent_env import OBS_TYPES, codes_to_obs, latent_space
 from latentum_world.model.depth_head import Sampling
@@ -68,14 +68,7 @@ class LatentUMVSPVectorEnv(VectorEnv):
     def _start(self, i: int, options: dict | None) -> np.ndarray:
         """Draw slot ``i``'s real map and seed its sampler; returns its first image."""
         rng = self._rngs[i]
-        options = dict(options or {})
-        if options.get("map") is not None:
-            m = coerce_map(options["map"])
-        else:
-            level = options.get("level", self.levels[int(rng.integers(len(self.levels)))])
-            if level not in LEVELS:
-                raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
-            m = generate_map(rng, int(level), self.hole_prob)
+        m = start_map(rng, options, self.levels, self.hole_prob)
         self._generators[i].manual_seed(int(rng.integers(2**63 - 1)))  # after the map, as the single env
         self.real_maps[i] = m
         self._elapsed[i] = 0

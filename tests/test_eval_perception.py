@@ -4,6 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny import TINY
 
 from envs.vsp.loader import load_vsp
 from envs.vsp.maps import LEVELS
@@ -23,17 +24,7 @@ from latentum_world.model.modeling import LatentUMModel
 from latentum_world.tokenizer import build_tokenizer
 
 FIXTURE = Path(__file__).parent / "fixtures" / "vsp" / "maze"
-TINY = dict(vision_hidden=32, vision_layers=1, vision_heads=2, vision_mlp=64, hidden_size=32, num_layers=2, num_heads=2,
-            mlp_size=64, code_dim=16, num_codebooks=2, codebook_size=16, quantizer_hidden=64)
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models decode fastest on one thread (and don't thrash when the machine is busy)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

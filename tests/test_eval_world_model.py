@@ -31,13 +31,6 @@ FAST = ["preset=debug", "stage.eval_every=1000", "num_threads=1"]
 P, K = 16, 2  # the debug model's latent positions and codebooks
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory):

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from tiny import TINY
 
 from envs.vsp.formats import to_table
 from envs.vsp.maps import generate_map
@@ -11,8 +12,6 @@ from latentum_world.model.mbaq import MBAQuantizer, VectorQuantizer, codebook_pe
 from latentum_world.model.modeling import LatentUMModel
 from latentum_world.tokenizer import LatentUMTokenizer, build_tokenizer
 
-TINY = dict(vision_hidden=32, vision_layers=1, vision_heads=2, vision_mlp=64, hidden_size=32, num_layers=2, num_heads=2,
-            mlp_size=64, code_dim=16, num_codebooks=2, codebook_size=16, quantizer_hidden=64)
 
 
 @pytest.fixture(scope="module")

@@ -122,23 +122,7 @@ class VSPMazeEnv(gym.Env):
     # ------------------------------------------------------------------ API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        options = dict(options or {})
-        unknown = set(options) - {"level", "map"}
-        if unknown:
-            raise ValueError(f"unknown reset options {sorted(unknown)}; expected 'level' and/or 'map'")
-        if options.get("map") is not None:
-            self.map = coerce_map(options["map"])
-            if "level" in options and options["level"] != self.map.size:
-                raise ValueError(f"options give level {options['level']} but a {self.map.size}x{self.map.size} map")
-            if self.map.size not in LEVELS:
-                raise ValueError(f"map size {self.map.size} is not a VSP level {LEVELS}")
-        else:
-            level = options.get("level")
-            if level is None:
-                level = self.levels[int(self.np_random.integers(len(self.levels)))]
-            elif level not in LEVELS:
-                raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
-            self.map = generate_map(self.np_random, int(level), self.hole_prob)
+        self.map = start_map(self.np_random, options, self.levels, self.hole_prob)
         self.last_action = None
         self.elapsed_steps = 0
         if self.obs_type != "grid":
@@ -210,6 +194,28 @@ class VSPMazeEnv(gym.Env):
     def _info(self) -> dict[str, Any]:
         assert self.map is not None
         return {"level": self.map.size, "map": self.map, "last_action": self.last_action}
+
+
+def start_map(rng: np.random.Generator, options: dict[str, Any] | None, levels: tuple[int, ...], hole_prob: float) -> VSPMap:
+    """The real map an episode starts from: ``options["map"]`` (any form :func:`coerce_map` takes), or a map drawn
+    by the benchmark's rule at ``options["level"]`` or at a level drawn from ``levels``. Validates the options."""
+    options = dict(options or {})
+    unknown = set(options) - {"level", "map"}
+    if unknown:
+        raise ValueError(f"unknown reset options {sorted(unknown)}; expected 'level' and/or 'map'")
+    if options.get("map") is not None:
+        m = coerce_map(options["map"])
+        if options.get("level") is not None and options["level"] != m.size:
+            raise ValueError(f"options give level {options['level']} but a {m.size}x{m.size} map")
+        if m.size not in LEVELS:
+            raise ValueError(f"map size {m.size} is not a VSP level {LEVELS}")
+        return m
+    level = options.get("level")
+    if level is None:
+        level = levels[int(rng.integers(len(levels)))]
+    elif level not in LEVELS:
+        raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
+    return generate_map(rng, int(level), hole_prob)
 
 
 def coerce_map(value: Any) -> VSPMap:
