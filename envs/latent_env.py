@@ -129,7 +129,8 @@ class LatentUMVSPEnv(gym.Env):
         self._generator = torch.Generator(device=device)
         self._generator.set_state(gen_state)
         self.world = LatentWorldModel(self.model, self.tokenizer, self._sampling())
-        self.world.codes, self.world.state_embeds = codes, embeds
+        if codes is not None:
+            self.world._set_state(embeds, codes, None)  # re-ingests the state: the same context as before
 
     def _sampling(self) -> Sampling:
         if self.temperature == 0:

@@ -79,6 +79,15 @@ class KVCache:
         new.key_valid = self.key_valid
         return new
 
+    def assign(self, rows: torch.Tensor, other: KVCache) -> None:
+        """Replace batch ``rows`` with ``other``'s rows (same length; out of place, so clones stay valid)."""
+        if other.length != self.length:
+            raise ValueError(f"cannot assign a cache of length {other.length} into one of length {self.length}")
+        for i in range(len(self.keys)):
+            self.keys[i] = self.keys[i].index_copy(0, rows, other.keys[i])
+            self.values[i] = self.values[i].index_copy(0, rows, other.values[i])
+        self.key_valid = self.key_valid.index_copy(0, rows, other.key_valid)
+
     def select(self, index: torch.Tensor) -> KVCache:
         """The cache of a subset / reordering of the batch."""
         new = KVCache(len(self.keys))

@@ -4,8 +4,10 @@
 current state, lets the MoME generation branch imagine the next state's codes, rolls the cache back
 and re-ingests them through the understanding branch, then asks the understanding branch whether
 the player is on the goal or in a hole. Reward and termination are those answers, never the
-simulator's. The context is Markov: ``<img> s_t </img> a_t`` (the real first frame as continuous
-features; imagined states as ``visual_projector(z_q)``), so a batch row can be reset on its own.
+simulator's. The context is Markov: the cache holds ``<img> s_t </img>`` per row (the real first frame
+as continuous features, imagined states as ``visual_projector(z_q)``), every row the same length, so a
+step appends only the action, the state re-ingested for the questions is the next step's context,
+and a batch row can be reset on its own.
 """
 
 from __future__ import annotations
@@ -63,17 +65,27 @@ class LatentWorldModel:
     def reset(self, images: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         """Start (all rows, or the rows in ``rows``) from real frames; returns their codes ``(n, P, K)``."""
         embeds, codes = self.encode(images)
-        if rows is None:
-            self.state_embeds, self.codes = embeds, codes
-        else:
-            self.state_embeds[rows], self.codes[rows] = embeds, codes
+        self._set_state(embeds, codes, rows)
         return codes
 
     @torch.no_grad()
-    def set_codes(self, codes: torch.Tensor) -> None:
+    def set_codes(self, codes: torch.Tensor, rows: torch.Tensor | None = None) -> None:
         """Start from latent states (e.g. a saved imagination)."""
-        self.codes = codes.to(self.device)
-        self.state_embeds = self.model.project_latents(self.codes)
+        codes = codes.to(self.device)
+        self._set_state(self.model.project_latents(codes), codes, rows)
+
+    def _set_state(self, embeds: torch.Tensor, codes: torch.Tensor, rows: torch.Tensor | None,
+                   cache: KVCache | None = None) -> None:
+        if cache is None:
+            cache = KVCache(self.model.config.num_layers)
+            ingest_image(self.model, cache, embeds)  # (n rows, P + 2 positions)
+        if rows is None:
+            self.state_embeds, self.codes, self.cache = embeds, codes, cache
+        else:
+            rows = torch.as_tensor(rows, device=self.device)
+            self.state_embeds = self.state_embeds.index_copy(0, rows, embeds)
+            self.codes = self.codes.index_copy(0, rows, codes)
+            self.cache.assign(rows, cache)
 
     # ------------------------------------------------------------------ dynamics
     @torch.no_grad()
@@ -85,31 +97,31 @@ class LatentWorldModel:
         b = self.codes.shape[0] if rows is None else len(rows)
         if actions.shape != (b,) or bool(((actions < 0) | (actions > 3)).any()):
             raise ValueError(f"actions must be {b} ints in 0..3, got {actions.tolist()}")
-        state = self.state_embeds if rows is None else self.state_embeds[rows]
         sampling = self.sampling
-        if rows is not None and isinstance(sampling.generator, (list, tuple)):
-            sampling = Sampling(sampling.temperature, sampling.top_k, sampling.top_p, sampling.greedy,
-                                [sampling.generator[int(i)] for i in rows])
-        cache = KVCache(self.model.config.num_layers)
-        ids = torch.cat([image_block_ids(self.model, b, self.device), self.action_ids[actions][:, None]], dim=1)
-        self.model.language_model(self.model.embed(ids, state), torch.ones_like(ids), cache=cache)
-        codes = generate_state(self.model, cache, sampling, reingest=False)
+        if rows is not None:
+            rows = torch.as_tensor(rows, device=self.device)
+            if isinstance(sampling.generator, (list, tuple)):
+                sampling = Sampling(sampling.temperature, sampling.top_k, sampling.top_p, sampling.greedy,
+                                    [sampling.generator[int(i)] for i in rows])
+        cache = self.cache.clone() if rows is None else self.cache.select(rows)  # <img> s_t </img>
+        ingest_text(self.model, cache, self.action_ids[actions][:, None])  # ... a_t
+        codes = generate_state(self.model, cache, sampling, reingest=False)  # the generation branch imagines s_t+1
         embeds = self.model.project_latents(codes)
-        if rows is None:
-            self.codes, self.state_embeds = codes, embeds
-        else:
-            self.codes[rows], self.state_embeds[rows] = codes, embeds
-        p_goal, p_hole = self.answer_flags(embeds)
+        fresh = KVCache(self.model.config.num_layers)
+        ingest_image(self.model, fresh, embeds)  # s_t+1 re-ingested by the understanding branch: the next context
+        p_goal, p_hole = self.answer_flags(embeds, fresh)
+        self._set_state(embeds, codes, rows, fresh)
         terminated = (p_goal > 0.5) | (p_hole > 0.5)
         return WorldStep(codes, (p_goal > 0.5).float(), terminated, p_goal, p_hole)
 
     @torch.no_grad()
-    def answer_flags(self, state_embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def answer_flags(self, state_embeds: torch.Tensor, cache: KVCache | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The understanding branch's P(Yes) to the goal and hole questions about states ``(B, P, d)``
-        re-ingested as ``<img> visual_projector(z_q) </img>`` (one forward, both questions batched)."""
+        re-ingested as ``<img> visual_projector(z_q) </img>`` (``cache``: that ingest, if already done)."""
         b = state_embeds.shape[0]
-        cache = KVCache(self.model.config.num_layers)
-        ingest_image(self.model, cache, state_embeds)  # the state once, shared by both questions
+        if cache is None:
+            cache = KVCache(self.model.config.num_layers)
+            ingest_image(self.model, cache, state_embeds)
         both = cache.select(torch.arange(b, device=self.device).repeat(2))  # rows: B goal questions, then B hole questions
         q = torch.cat([self.questions[0][None].expand(b, -1), self.questions[1][None].expand(b, -1)])  # same length
         h = ingest_text(self.model, both, q)[:, -1]  # (2B, d)
