@@ -64,7 +64,10 @@ def test_play_reads_keys_from_stdin():
     assert "(Right)" in proc.stdout and "unknown key" in proc.stdout and "| Row 3 |" in proc.stdout
 
 
-def test_demo_runs_and_scores(tmp_path, capsys):
+def test_demo_runs_and_scores(tmp_path, capsys, monkeypatch):
+    from latentum_world.world import loading
+
+    monkeypatch.setattr(loading, "BUNDLED", tmp_path / "no_checkpoint")  # no world model: the real-maze job
     assert main(["demo", "--out", str(tmp_path), "--count", "3"]) == 0
     out = capsys.readouterr().out
     assert "BFS orig" in out and "100.0%" in out
