@@ -66,11 +66,16 @@ def cmd_perception(args: argparse.Namespace) -> int:
     model.to(pick_device(args.device)).eval()
     results = evaluate_perception(model, tokenizer, args.vsp, features=args.features, generated=args.generated,
                                   seed=args.seed, batch_size=args.batch_size, quiet=args.quiet, model_name=str(model_dir))
+    return report(results, args.json)
+
+
+def report(results, json_path: str | None) -> int:
+    """Print a results table and, with ``--json``, write its numbers."""
     print(results.format_table())
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(results.to_dict(), indent=2) + "\n")
-        print(f"wrote {args.json}")
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(results.to_dict(), indent=2) + "\n")
+        print(f"wrote {json_path}")
     return 0
 
 
@@ -113,12 +118,7 @@ def cmd_world_model(args: argparse.Namespace) -> int:
     results = evaluate_world_model(world, starts, horizon=args.horizon, policy=args.policy, seed=args.seed,
                                    batch_size=args.batch_size, quiet=args.quiet, model_name=str(model_dir), vsp=args.vsp,
                                    generated_per_level=generated, temperature=args.temperature)
-    print(results.format_table())
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(results.to_dict(), indent=2) + "\n")
-        print(f"wrote {args.json}")
-    return 0
+    return report(results, args.json)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
