@@ -49,7 +49,7 @@ from gymnasium import spaces
 
 from envs.vsp.formats import parse_desc, parse_table, to_table
 from envs.vsp.maps import ACTION_NAMES, LEVELS, MAX_SIZE, VSPMap, generate_map
-from envs.vsp.observation import observation_renderer, round_pixels
+from envs.vsp.observation import observation_renderer
 from envs.vsp.render import render_map
 
 GRID_PAD = 6
@@ -117,7 +117,7 @@ class VSPMazeEnv(gym.Env):
         self.elapsed_steps = 0
         self._board: np.ndarray | None = None  # resized board without the player (rgb only)
         self._board_u8: np.ndarray | None = None
-        self._windows: dict = {}  # (player cell, last action) -> rounded observation window, this episode
+        self._windows: dict = {}  # (player cell, last action) -> rounded observation window, for this board
 
     # ------------------------------------------------------------------ API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -126,9 +126,7 @@ class VSPMazeEnv(gym.Env):
         self.last_action = None
         self.elapsed_steps = 0
         if self.obs_type != "grid":
-            self._board = observation_renderer(self.map.size, self.obs_size).board(self.map)
-            self._board_u8 = round_pixels(self._board)
-            self._windows = {}
+            self._board, self._board_u8, self._windows = observation_renderer(self.map.size, self.obs_size).cached_board(self.map)
         return self._observation(), self._info()
 
     def step(self, action):
@@ -168,7 +166,7 @@ class VSPMazeEnv(gym.Env):
             grid = np.full((MAX_SIZE, MAX_SIZE), GRID_PAD, dtype=np.uint8)
             grid[: self.map.size, : self.map.size] = self.map.to_grid()
             return grid
-        # the board is fixed within an episode, so each (cell, facing) window is computed once
+        # the board is fixed within an episode (and shared by equal boards), so each (cell, facing) window is computed once
         key = (self.map.player, self.last_action)
         patch = self._windows.get(key)
         if patch is None:

@@ -80,8 +80,11 @@ class ObservationRenderer:
     :param cell_size: the render's pixels per cell (64 = the benchmark's images).
     """
 
+    max_cached_boards = 64  # ~0.4 MB each at 128 px
+
     def __init__(self, level: int, size: int, cell_size: int = 64):
         self.level, self.size, self.cell_size = level, size, cell_size
+        self._boards: dict = {}
         renderer = MazeRenderer(cell_size)
         n, cs = level, cell_size
         w = _weights(n * cs, size)  # (size, n*cs), same for rows and columns
@@ -134,6 +137,20 @@ class ObservationRenderer:
         (r0, r1), (c0, c1) = self._win[r], self._win[c]
         win = board[r0:r1, c0:c1] - self._board[kind][r][c] + self._player[(kind, a)][r][c]
         return slice(r0, r1), slice(c0, c1), round_pixels(win)
+
+    def cached_board(self, m: VSPMap) -> tuple[np.ndarray, np.ndarray, dict]:
+        """``(board, rounded board, window cache)`` for ``m``'s board, shared by every map with the same goal and
+        holes (small levels repeat boards often). The window cache maps ``(player, last action)`` to
+        :meth:`player_window` results; callers fill it."""
+        key = (m.size, m.goal, m.holes)
+        hit = self._boards.get(key)
+        if hit is None:
+            board = self.board(m)
+            hit = (board, round_pixels(board), {})
+            if len(self._boards) >= self.max_cached_boards:
+                self._boards.pop(next(iter(self._boards)))  # oldest first
+            self._boards[key] = hit
+        return hit
 
     def render(self, m: VSPMap, last_action: int | None = None) -> np.ndarray:
         """``(size, size, 3)`` uint8, equal to ``resize_image(render_map(m, cell_size, last_action), size)``."""
