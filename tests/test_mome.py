@@ -105,9 +105,9 @@ def test_generation_hidden_states_match_dual_sequence_teacher_forcing(model):
     u = torch.cat([ids, torch.full((2, 1), c.img_start_id)], dim=1)
     captured = {}
     orig = model.depth_head.loss
-    def spy(hg, tc):
+    def spy(hg, tc, weights=None):
         captured["logits"] = model.depth_head(hg, tc)
-        return orig(hg, tc)
+        return orig(hg, tc, weights)
 
     model.depth_head.loss = spy
     try:
@@ -153,3 +153,14 @@ def test_depth_head_cached_sampling_matches_teacher_forcing(model):
     codes = model.depth_head.sample(h, Sampling(greedy=True))
     logits = model.depth_head(h, codes)  # one pass over the whole depth sequence
     assert torch.equal(logits.argmax(-1), codes)
+
+
+def test_position_weights_change_the_loss(model):
+    h = torch.randn(6, model.config.hidden_size)
+    codes = torch.randint(model.config.codebook_size, (6, model.config.num_codebooks))
+    plain, _ = model.depth_head.loss(h, codes)
+    ones, _ = model.depth_head.loss(h, codes, torch.ones(6))
+    torch.testing.assert_close(plain, ones)
+    only_first, _ = model.depth_head.loss(h, codes, torch.tensor([1.0, 0, 0, 0, 0, 0]))
+    first, _ = model.depth_head.loss(h[:1], codes[:1])
+    torch.testing.assert_close(only_first, first)

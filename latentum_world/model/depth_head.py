@@ -63,10 +63,12 @@ class DepthHead(nn.Module):
         prev = [self.code_embed[i](codes[:, i]) for i in range(self.k - 1)]  # K-1 x (N, d)
         return self._run(torch.stack([h, *prev], dim=1))  # (N, K, d) -> (N, K, V)
 
-    def loss(self, h: torch.Tensor, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Cross-entropy over all codebooks, and per-position exact code accuracy (all K right)."""
+    def loss(self, h: torch.Tensor, codes: torch.Tensor, weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cross-entropy over all codebooks (weighted per position by ``weights`` ``(N,)`` if given), and
+        per-position exact code accuracy (all K right)."""
         logits = self(h, codes)
-        ce = F.cross_entropy(logits.reshape(-1, self.v), codes.reshape(-1))
+        ce = F.cross_entropy(logits.reshape(-1, self.v), codes.reshape(-1), reduction="none").view(codes.shape)  # (N, K)
+        ce = ce.mean() if weights is None else (ce.mean(-1) * weights).sum() / weights.sum()
         acc = (logits.argmax(-1) == codes).all(-1).float().mean()
         return ce, acc
 

@@ -181,12 +181,14 @@ class LatentUMModel(PreTrainedModel):
         u_image_embeds: torch.Tensor | None,
         delims: list[int],
         target_codes: torch.Tensor,
+        position_weights: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Generation-branch loss on a dual sequence (see :mod:`latentum_world.model.dual_sequence`).
 
         :param u_ids: ``(B, L_U)`` understanding sequence, LEFT-padded so ``delims`` index every row alike;
         :param u_valid: ``(B, L_U)`` real-token mask; :param u_image_embeds: ``(N, P, d)`` for U's image slots;
         :param delims: U index of each target image's ``<img>``; :param target_codes: ``(B, len(delims), P, K)``.
+        :param position_weights: ``(B, len(delims), P)`` loss weight of each target position (default equal).
         Returns the depth-head cross-entropy and the fraction of positions with all K codes right (teacher-forced).
         """
         c = self.config
@@ -205,7 +207,8 @@ class LatentUMModel(PreTrainedModel):
         h = self.language_model(x, attn_mask=dual_attention(u_valid.bool(), delims, p),
                                 positions=dual_positions(u_valid.bool(), delims, p), gen_mask=gen)
         hg = h[:, lu:].reshape(-1, c.hidden_size)  # (B*n*P, d)
-        return self.depth_head.loss(hg, target_codes.reshape(-1, c.num_codebooks))
+        w = None if position_weights is None else position_weights.reshape(-1)  # (B*n*P,)
+        return self.depth_head.loss(hg, target_codes.reshape(-1, c.num_codebooks), w)
 
     # ------------------------------------------------------------------ decoding
     @torch.no_grad()

@@ -182,10 +182,14 @@ class WorldStage(GenerationStage):
             first = torch.where(batch["first_continuous"][:, None, None], first_cont, first_lat)
             later = model.project_latents(noisy)  # (B, K, P, d)
         u_embeds = torch.cat([first[:, None], later], dim=1).flatten(0, 1)  # (B*(K+1), P, d)
-        ce, acc = _dual(wrapped, batch["input_ids"], torch.ones_like(batch["input_ids"]), u_embeds, batch["delims"], codes[:, 1:])
-        return ce, {"losses/code_ce": ce.item(), "world/code_accuracy": acc.item()}
+        # most positions just copy the previous state; weight the ones the action changed (the player)
+        changed = (codes[:, 1:] != codes[:, :-1]).any(-1).float()  # (B, K, P)
+        weights = 1.0 + (float(self.sc.get("changed_weight", 1.0)) - 1.0) * changed
+        ce, acc = _dual(wrapped, batch["input_ids"], torch.ones_like(batch["input_ids"]), u_embeds, batch["delims"], codes[:, 1:], weights)
+        return ce, {"losses/code_ce": ce.item(), "world/code_accuracy": acc.item(),
+                    "world/changed_accuracy_share": changed.mean().item()}
 
 
-def _dual(wrapped, u_ids, u_valid, u_embeds, delims, target_codes):
+def _dual(wrapped, u_ids, u_valid, u_embeds, delims, target_codes, weights=None):
     """Call the model's dual-sequence loss through the (possibly DDP-wrapped) module's forward."""
-    return wrapped(input_ids=u_ids, dual=(u_valid, u_embeds, delims, target_codes))
+    return wrapped(input_ids=u_ids, dual=(u_valid, u_embeds, delims, target_codes, weights))
