@@ -8,7 +8,6 @@ trained to continue with ``answer <eos>``.
 
 from __future__ import annotations
 
-import re
 
 from envs.vsp.formats import to_table
 from envs.vsp.task_texts import task1_question, task4_question
@@ -99,12 +98,6 @@ def next_move_question(m: VSPMap) -> tuple[str, str]:
     return "What is the next move to reach the goal?", ACTION_LETTERS[path[0]]
 
 
-def parse_cell(text: str) -> tuple[int, int] | None:
-    """``"row r, column c"`` -> 0-based cell, or ``None``."""
-    m = re.fullmatch(r"\s*row (\d+), column (\d+)\s*", text)
-    return (int(m.group(1)) - 1, int(m.group(2)) - 1) if m else None
-
-
 __all__ = [
     "goal_question",
     "hole_question",
@@ -112,7 +105,6 @@ __all__ = [
     "matching_question",
     "next_move_question",
     "on_goal_question",
-    "parse_cell",
     "player_question",
     "relation_question",
     "relative_position",

@@ -65,7 +65,7 @@ class GenerationStage:
 
     def evaluate(self, model) -> dict:
         rng = np.random.default_rng(4242)
-        batch = self.batch_from(rng, 32, model)
+        batch = self.batch_from(rng, 32)
         batch = {k: v.to(next(model.parameters()).device) if torch.is_tensor(v) else v for k, v in batch.items()}
         with torch.no_grad():
             _, metrics = self.compute_loss(model, model, batch, force_generation=True)
@@ -84,7 +84,7 @@ class GenStage(GenerationStage):
     def trainable_parameters(self, model):
         return [p for n, p in model.named_parameters() if is_generation_param(n)]
 
-    def batch_from(self, rng, size, model=None) -> dict:
+    def batch_from(self, rng, size) -> dict:
         examples = self.data.batch(rng, size, "table")  # random states, any level, elf facing any way
         tok = self.tokenizer
         img = tok.convert_tokens_to_ids("<img>")
@@ -136,7 +136,7 @@ class WorldStage(GenerationStage):
         out["noise_seed"] = int(rng.integers(2**31))
         return out
 
-    def batch_from(self, rng, size, model=None) -> dict:
+    def batch_from(self, rng, size) -> dict:
         k = int(self.sc.transitions)
         frames, actions = [], []
         for _ in range(size):
