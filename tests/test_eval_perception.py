@@ -62,13 +62,15 @@ def wrong(model, tokenizer, examples, **kw):
     """Right format, wrong content: yes/no and directions flipped, the next letter for task3, ``x`` elsewhere."""
     out = []
     for ex in examples:
-        if ex.task in ("task1", "task2"):
-            out.append(",".join(_FLIP[w] for w in ex.answer.split(",")))
+        table, _, final = ex.answer.rpartition("\n")  # interpretation, final answer
+        table = table + "\n" if table else ""
+        if ex.task == "task2":
+            out.append(table + ",".join(_FLIP[w] for w in final.split(",")))
         elif ex.task == "task3":
-            out.append("ABCD"[("ABCD".index(ex.answer) + 1) % 4])
-        elif ex.task == "task4":
-            *trace, verdict = ex.answer.split()
-            out.append(" ".join(trace + [_FLIP[verdict]]))
+            out.append(table + "ABCD"[("ABCD".index(final) + 1) % 4])
+        elif ex.task in ("task1", "task4"):
+            *trace, verdict = final.split(" ")
+            out.append(table + " ".join(trace + [_FLIP[verdict]]))
         else:
             out.append("x")
     return out

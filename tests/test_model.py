@@ -10,6 +10,7 @@ from latentum_world.model.config import LatentUMConfig
 from latentum_world.model.language import KVCache
 from latentum_world.model.mbaq import MBAQuantizer, VectorQuantizer, codebook_perplexity
 from latentum_world.model.modeling import LatentUMModel
+from latentum_world.model.vision import VisionEncoder
 from latentum_world.tokenizer import LatentUMTokenizer, build_tokenizer
 
 
@@ -130,3 +131,20 @@ def test_codebook_perplexity():
     assert torch.allclose(codebook_perplexity(uniform, 16), torch.tensor([16.0, 16.0]), atol=1e-3)
     constant = torch.zeros(64, 2, dtype=torch.long)
     assert torch.allclose(codebook_perplexity(constant, 16), torch.ones(2), atol=1e-3)
+
+
+def test_local_vision_attention_keeps_features_local():
+    """With ``vision_attention="local"`` a latent position's features depend only on its own image region."""
+    config = LatentUMConfig(**{**TINY, "vision_attention": "local"})
+    torch.manual_seed(0)
+    vision = VisionEncoder(config).eval()
+    images = torch.randint(0, 256, (1, config.image_size, config.image_size, 3), dtype=torch.uint8)
+    edited = images.clone()
+    region = config.patch_size * config.shuffle
+    edited[0, :region, :region] = 255 - edited[0, :region, :region]  # only position 0's region
+    with torch.no_grad():
+        a, b = vision(images), vision(edited)  # (1, P, F)
+    changed = (a - b).abs().amax(-1)[0] > 1e-6  # (P,)
+    assert changed[0] and not changed[1:].any()
+    with pytest.raises(ValueError, match="vision_attention"):
+        LatentUMConfig(vision_attention="windowed")

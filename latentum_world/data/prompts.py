@@ -4,6 +4,11 @@ One function per question kind returns ``(question, answer)`` text for a board s
 functions phrase the VSP benchmark's own items at evaluation time, so training and evaluation
 share one format. The sequence the model sees is ``<img> P x <img_ctx> </img> question`` and it is
 trained to continue with ``answer <eos>``.
+
+The four VSP sub-tasks are answered *interpret first*, as the benchmark's own example answers are
+written (``<Interpret>`` then ``<Output>``): the answer starts with the board as VSP table text (the
+model's read-out of the image), and its last line is the final answer, worked out from that text.
+:func:`final_answer` returns that last line; scorers read only it.
 """
 
 from __future__ import annotations
@@ -20,9 +25,27 @@ def yes_no(flag: bool) -> str:
     return YES if flag else NO
 
 
+def interpreted(m: VSPMap | None, final: str) -> str:
+    """``final`` after the interpretation (the board's VSP table text, which ends in a newline); with no
+    board known (a benchmark item without a map file) just ``final``."""
+    return final if m is None else to_table(m) + final
+
+
+def final_answer(text: str) -> str:
+    """The final answer of a model answer: its last line (the interpretation's table lines come first)."""
+    return text.rsplit("\n", 1)[-1].strip()
+
+
+def cell_piece(m: VSPMap, cell: tuple[int, int]) -> str:
+    """The table piece of ``cell`` (`` # |``, `` _ |``, ...), as :func:`~envs.vsp.formats.to_table` writes it."""
+    r, c = cell
+    return " " + to_table(m).split("\n")[r + 1].split("|")[c + 2].strip() + " |"
+
+
 def hole_question(m: VSPMap, cell: tuple[int, int]) -> tuple[str, str]:
-    """VSP task1."""
-    return task1_question(cell), yes_no(cell in m.holes)
+    """VSP task1: the table, then ``row r, column c: # | Yes`` (the cell's table piece, then the verdict)."""
+    r, c = cell
+    return task1_question(cell), interpreted(m, f"row {r + 1}, column {c + 1}:{cell_piece(m, cell)} {yes_no(cell in m.holes)}")
 
 
 def relative_position(m: VSPMap) -> str:
@@ -37,13 +60,14 @@ def relative_position(m: VSPMap) -> str:
 
 
 def relation_question(m: VSPMap) -> tuple[str, str]:
-    """VSP task2 (the player must not stand on the goal)."""
-    return "Where is the player relative to the goal?", relative_position(m)
+    """VSP task2 (the player must not stand on the goal): the table, then ``Left,Above``."""
+    return "Where is the player relative to the goal?", interpreted(m, relative_position(m))
 
 
-def matching_question(candidates_text: str, correct: int) -> tuple[str, str]:
-    """VSP task3: ``candidates_text`` is the benchmark's question file (four tables (A)-(D))."""
-    return "Which map matches the image?" + candidates_text, "ABCD"[correct]
+def matching_question(candidates_text: str, correct: int, m: VSPMap | None = None) -> tuple[str, str]:
+    """VSP task3: ``candidates_text`` is the benchmark's question file (four tables (A)-(D)); the answer is
+    the image's table (``m``, the correct candidate), then the letter."""
+    return "Which map matches the image?" + candidates_text, interpreted(m, "ABCD"[correct])
 
 
 def safety_trace(m: VSPMap, actions: list[int]) -> tuple[list[tuple[int, int]], bool]:
@@ -58,11 +82,12 @@ def safety_trace(m: VSPMap, actions: list[int]) -> tuple[list[tuple[int, int]], 
 
 
 def safety_question(m: VSPMap, actions: list[int]) -> tuple[str, str]:
-    """VSP task4. The answer walks the sequence cell by cell (``row,col`` per move) before ``Yes``/``No``,
-    so a small model can track the player instead of guessing; scorers read the last word."""
+    """VSP task4. After the table, the answer walks the sequence cell by cell (``row,col`` and the cell's
+    table piece per move, up to the first hole) before ``Yes``/``No``, so a small model tracks the player
+    instead of guessing; scorers read the last word."""
     cells, safe = safety_trace(m, actions)
-    trace = " ".join(f"{r + 1},{c + 1}" for r, c in cells)
-    return "Is this action sequence safe? " + task4_question(actions), f"{trace} {yes_no(safe)}"
+    trace = "".join(f"{r + 1},{c + 1}:{cell_piece(m, (r, c))} " for r, c in cells)
+    return "Is this action sequence safe? " + task4_question(actions), interpreted(m, f"{trace}{yes_no(safe)}")
 
 
 def player_question(m: VSPMap) -> tuple[str, str]:
@@ -100,6 +125,9 @@ def next_move_question(m: VSPMap) -> tuple[str, str]:
 
 __all__ = [
     "goal_question",
+    "interpreted",
+    "cell_piece",
+    "final_answer",
     "hole_question",
     "in_hole_question",
     "matching_question",

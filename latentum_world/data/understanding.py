@@ -93,7 +93,7 @@ class UnderstandingData:
             return Example(self.image(m, None), q, a, kind, m)
         if kind == "task3":  # four candidate tables, one of them the image's board (start states)
             candidates, correct, _ = task3_candidates(rng, int(rng.choice(self.levels)), 0)
-            q, a = prompts.matching_question(task3_question(candidates), correct)
+            q, a = prompts.matching_question(task3_question(candidates), correct, candidates[correct])
             m = candidates[correct]
             return Example(self.image(m, None), q, a, kind, m)
         if kind == "task1" and rng.random() < 0.5:  # the benchmark's own task1 boards: half the cells holes

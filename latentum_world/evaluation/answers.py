@@ -5,12 +5,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from latentum_world.data.prompts import final_answer
 from latentum_world.data.understanding import Example, collate
+
+SUB_TASKS = ("task1", "task2", "task3", "task4")
 
 
 @torch.no_grad()
 def answer(model, tokenizer, examples: list[Example], features: str = "continuous", batch_size: int = 64,
-           max_new_tokens: int = 100) -> list[str]:
+           max_new_tokens: int = 160) -> list[str]:
     """Greedy answers to ``examples`` (their ``answer`` fields are ignored)."""
     device = next(model.parameters()).device
     out: list[str] = []
@@ -24,9 +27,13 @@ def answer(model, tokenizer, examples: list[Example], features: str = "continuou
 
 
 def is_correct(kind: str, predicted: str, gold: str) -> bool:
-    """Exact match, except: task4 is judged on its final Yes/No; task2 as VSP's "full correctness"
-    (every gold direction present among the comma-separated answer)."""
-    if kind == "task4":
+    """Exact match, except for the VSP sub-tasks, judged on the final answer (the last line, after the
+    interpretation; see :func:`~latentum_world.data.prompts.final_answer`): task1 and task4 on its last
+    word (Yes/No), task2 as VSP's "full correctness" (every gold direction present among the
+    comma-separated answer), task3 on the letter."""
+    if kind in SUB_TASKS:
+        predicted, gold = final_answer(predicted), final_answer(gold)
+    if kind in ("task1", "task4"):
         words = predicted.split()
         return bool(words) and words[-1] == gold.split()[-1]
     if kind == "task2":

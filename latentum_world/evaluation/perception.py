@@ -62,20 +62,26 @@ def heldout_rng(seed: int, part: int, level: int) -> np.random.Generator:
 def benchmark_prompt(item: VSPItem) -> tuple[str, str]:
     """``(question, gold answer)`` of a benchmark item in the training prompts' wording.
 
-    The gold answer is what a perfect model writes (``Yes``, ``Left,Above``, ``B``, ``4,2 3,2 No``); it is
+    The gold answer is what a perfect model writes (the board's table, then ``row 2, column 3: # | Yes``,
+    ``Left,Above``, ``B``, ``4,2: _ | 3,2: # | No``); it is
     never shown to the model, only used to check :func:`to_benchmark_answer` (an oracle must score 100 %).
     """
     if item.task == "task1":  # prompts.hole_question's wording, for the question file's cell
-        return task1_question(parse_task1_question(item.question or "")), prompts.yes_no(bool(gold_answer(item)))
+        cell = parse_task1_question(item.question or "")
+        verdict = prompts.yes_no(bool(gold_answer(item)))  # the answer file decides
+        if item.map is None:
+            return task1_question(cell), verdict
+        q, a = prompts.hole_question(item.map, cell)
+        return q, a.rsplit(" ", 1)[0] + " " + verdict
     if item.task == "task2":
         if item.map is None:
             raise ValueError(f"task2 item {item.level_name}/{item.index} has no map file")
         q, _ = prompts.relation_question(item.map)
-        return q, ",".join(gold_answer(item))
+        return q, prompts.interpreted(item.map, ",".join(gold_answer(item)))
     if item.task == "task3":
         if item.question is None or item.correct_index is None:
             raise ValueError(f"task3 item {item.level_name}/{item.index} needs its question and answer files")
-        return prompts.matching_question(item.question, item.correct_index)
+        return prompts.matching_question(item.question, item.correct_index, item.correct_candidate)
     if item.task == "task4":
         actions = item.actions
         if actions is None:
@@ -101,17 +107,18 @@ def benchmark_example(item: VSPItem, image_size: int) -> Example:
 def to_benchmark_answer(task: str, text: str) -> str:
     """A model answer as the benchmark's eval.py expects it.
 
-    task1 ``Yes`` -> ``<Output> Yes``; task2 ``Left,Above`` -> ``<Output> Left,Above``; task3 ``B`` ->
-    ``<Answer> B``; task4 ``4,2 3,2 No`` -> ``<Output> No`` (the trace's last word: eval.py reads only the 10
-    characters after the marker). Nothing is repaired: a malformed answer stays malformed and scores as
-    eval.py scores it.
+    Only the final answer (the last line, after the interpretation's table) is kept: task1
+    ``row 2, column 3: # | Yes`` -> ``<Output> Yes``; task2 ``Left,Above`` -> ``<Output> Left,Above``; task3
+    ``B`` -> ``<Answer> B``; task4 ``4,2: _ | 3,2: # | No`` -> ``<Output> No`` (the last word: eval.py reads
+    only the 10 characters after the marker). Nothing is repaired: a malformed answer stays malformed and
+    scores as eval.py scores it.
     """
-    text = text.strip()
-    if task in ("task1", "task2"):
+    text = prompts.final_answer(text)
+    if task == "task2":
         return f"<Output> {text}"
     if task == "task3":
         return f"<Answer> {text}"
-    if task == "task4":
+    if task in ("task1", "task4"):
         words = text.split()
         return f"<Output> {words[-1] if words else ''}"
     raise ValueError(f"not a sub-task: {task!r} (expected one of {', '.join(SUB_TASKS)})")

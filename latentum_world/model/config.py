@@ -11,6 +11,10 @@ class LatentUMConfig(PretrainedConfig):
     Vision: a ViT over ``image_size`` RGB images in ``patch_size`` patches, then a ``shuffle x shuffle``
     pixel shuffle, so every image gives ``latent_positions = (image_size / patch_size / shuffle)**2``
     positions of ``vision_feature_dim = vision_hidden * shuffle**2`` features, whatever the maze level.
+    ``vision_attention="local"`` restricts ViT attention to the ``shuffle x shuffle`` patches of each
+    latent position, so a position's features (and MBAQ codes) depend only on its own image region: a
+    move then changes the codes of the few positions around the player, not every code ("global":
+    ordinary ViT attention over all patches).
 
     Language model (the understanding branch; MoME adds its generation copies): ``hidden_size`` wide,
     ``num_layers`` deep, RMSNorm, rotary positions, SwiGLU MLP.
@@ -30,6 +34,7 @@ class LatentUMConfig(PretrainedConfig):
         vision_layers: int = 4,
         vision_heads: int = 4,
         vision_mlp: int = 512,
+        vision_attention: str = "global",
         vocab_size: int = 187,
         hidden_size: int = 128,
         num_layers: int = 4,
@@ -60,12 +65,15 @@ class LatentUMConfig(PretrainedConfig):
     ):
         if image_size % (patch_size * shuffle):
             raise ValueError(f"image_size {image_size} must be a multiple of patch_size*shuffle = {patch_size * shuffle}")
+        if vision_attention not in ("global", "local"):
+            raise ValueError(f"vision_attention must be 'global' or 'local', got {vision_attention!r}")
         if code_dim % num_codebooks:
             raise ValueError(f"code_dim {code_dim} must split evenly over {num_codebooks} codebooks")
         if hidden_size % num_heads or vision_hidden % vision_heads:
             raise ValueError("hidden sizes must be multiples of their head counts")
         self.image_size, self.patch_size, self.shuffle = image_size, patch_size, shuffle
         self.vision_hidden, self.vision_layers, self.vision_heads, self.vision_mlp = vision_hidden, vision_layers, vision_heads, vision_mlp
+        self.vision_attention = vision_attention
         self.hidden_size, self.num_layers, self.num_heads, self.mlp_size = hidden_size, num_layers, num_heads, mlp_size
         self.rope_theta, self.rms_eps, self.max_position = rope_theta, rms_eps, max_position
         self.code_dim, self.num_codebooks, self.codebook_size = code_dim, num_codebooks, codebook_size

@@ -66,6 +66,14 @@ class VisionEncoder(nn.Module):
         x = self.patch_embed(normalize_images(images))  # (B, Dv, S, S)
         b, d, s, _ = x.shape
         x = x.flatten(2).transpose(1, 2) + self.pos_embed  # (B, S*S, Dv)
+        if c.vision_attention == "local":
+            # each latent position's r x r patches attend only to each other: (B*P, r*r, Dv), grouped in
+            # pixel-shuffle order, so the output needs no further shuffle
+            r = c.shuffle
+            x = x.view(b, s // r, r, s // r, r, d).permute(0, 1, 3, 2, 4, 5).reshape(-1, r * r, d)
+            for block in self.blocks:
+                x = block(x)
+            return self.norm(x).reshape(b, (s // r) ** 2, r * r * d)  # (B, P, Dv*shuffle^2)
         for block in self.blocks:
             x = block(x)
         x = self.norm(x)
