@@ -23,11 +23,29 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)  # x * rsqrt(mean(x^2) + eps) * weight
+
+
+_ROTARY_TABLE_LENGTH = 4096
+_rotary_table_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _rotary_table(hd: int, theta: float, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """``cos``, ``sin`` ``(L, hd/2)`` for positions ``0 .. L-1``, made once per (size, device, dtype)."""
+    key = (hd, theta, str(device), dtype)
+    if key not in _rotary_table_cache:
+        inv = 1.0 / (theta ** (torch.arange(0, hd, 2, device=device, dtype=torch.float32) / hd))  # (hd/2,)
+        ang = torch.arange(_ROTARY_TABLE_LENGTH, device=device, dtype=torch.float32)[:, None] * inv  # (L, hd/2)
+        _rotary_table_cache[key] = (ang.cos().to(dtype), ang.sin().to(dtype))
+    return _rotary_table_cache[key]
 
 
 def rotary_tables(positions: torch.Tensor, hd: int, theta: float, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """``cos``, ``sin`` ``(B, 1, T, hd/2)`` for ``positions`` ``(B, T)``: computed once per forward, shared by every layer."""
+    """``cos``, ``sin`` ``(B, 1, T, hd/2)`` for integer ``positions`` ``(B, T)``: computed once per forward,
+    shared by every layer (looked up in a table for positions below 4096)."""
+    if positions.numel() and int(positions.max()) < _ROTARY_TABLE_LENGTH and int(positions.min()) >= 0:
+        cos, sin = _rotary_table(hd, theta, positions.device, dtype)
+        return cos[positions][:, None], sin[positions][:, None]
     inv = 1.0 / (theta ** (torch.arange(0, hd, 2, device=positions.device, dtype=torch.float32) / hd))  # (hd/2,)
     ang = positions.to(torch.float32)[:, None, :, None] * inv  # (B, 1, T, hd/2)
     return ang.cos().to(dtype), ang.sin().to(dtype)

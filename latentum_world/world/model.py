@@ -45,10 +45,12 @@ class LatentWorldModel:
         self.device = next(model.parameters()).device
         self.action_ids = torch.tensor(tokenizer.convert_tokens_to_ids(list(ACTION_LETTERS)), device=self.device)
         self.yes, self.no = tokenizer.convert_tokens_to_ids(["Yes", "No"])
-        self.questions = [torch.tensor(tokenizer.encode_text(q(VSPMap(3, (0, 0), (1, 1)))[0]), device=self.device)
-                          for q in (on_goal_question, in_hole_question)]
-        if len(self.questions[0]) != len(self.questions[1]):
+        goal_q, hole_q = (tokenizer.encode_text(q(VSPMap(3, (0, 0), (1, 1)))[0]) for q in (on_goal_question, in_hole_question))
+        if len(goal_q) != len(hole_q):
             raise ValueError("the goal and hole questions must tokenize to the same length (they share one batch)")
+        shared = next(i for i, (a, b) in enumerate(zip(goal_q, hole_q)) if a != b)  # "Is the player" is asked once
+        self.question_prefix = torch.tensor(goal_q[:shared], device=self.device)
+        self.questions = [torch.tensor(q[shared:], device=self.device) for q in (goal_q, hole_q)]
         self.table_prompt = torch.tensor(tokenizer.encode_text(table_question(VSPMap(3, (0, 0), (1, 1)))[0]), device=self.device)
         self.positions, self.num_codebooks = c.latent_positions, c.num_codebooks
         self.state_embeds: torch.Tensor | None = None  # (B, P, d): what the current state's image slots hold
@@ -122,6 +124,9 @@ class LatentWorldModel:
         if cache is None:
             cache = KVCache(self.model.config.num_layers)
             ingest_image(self.model, cache, state_embeds)
+        cache = cache.clone()
+        if len(self.question_prefix):
+            ingest_text(self.model, cache, self.question_prefix[None].expand(b, -1))  # the questions' common start, once
         both = cache.select(torch.arange(b, device=self.device).repeat(2))  # rows: B goal questions, then B hole questions
         q = torch.cat([self.questions[0][None].expand(b, -1), self.questions[1][None].expand(b, -1)])  # same length
         h = ingest_text(self.model, both, q)[:, -1]  # (2B, d)
