@@ -7,7 +7,8 @@ language-model text weights, norms, embeddings, text head) never trains here.
   ``visual_projector`` initialised from MBAQ's ``up_proj``) and teaches it to draw a board's codes
   from its VSP table text: the analogue of the paper's text-to-image pretraining.
 * ``world`` first adapts the understanding side to imagined states (``text_steps``: only
-  ``visual_projector`` trains, on questions about states given as NOISY codes), then trains the
+  ``visual_projector`` trains, on questions about states given as codes, ``text_code_noise`` of them
+  replaced at random), then trains the
   generation branch on real rollouts ``<img> s_t </img> a_t <img> s_t+1 ...`` with dual-sequence
   teacher forcing (``code_noise`` on the understanding copies of earlier states).
 """
@@ -169,7 +170,8 @@ class WorldStage(GenerationStage):
         gen = torch.Generator(device=batch["input_ids"].device).manual_seed(batch["noise_seed"]) if "noise_seed" in batch else None
         if batch.get("phase") == "text" and not force_generation:
             # understanding side: read states given as visual_projector(noisy codes); only visual_projector learns
-            codes = noisy_codes(self.codes_of(model, batch["images"]), self.sc.code_noise, model.config.codebook_size, gen)
+            noise = float(self.sc.get("text_code_noise", self.sc.code_noise))
+            codes = noisy_codes(self.codes_of(model, batch["images"]), noise, model.config.codebook_size, gen)
             embeds = model.project_latents(codes)
             out = wrapped(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], image_embeds=embeds, labels=batch["labels"])
             return out.loss, {"losses/text_ce": out.loss.item()}
