@@ -42,8 +42,6 @@ class LatentUMVSPVectorEnv(VectorEnv):
         levels = (levels,) if isinstance(levels, (int, np.integer)) else tuple(levels)
         if not levels or any(lv not in LEVELS for lv in levels):
             raise ValueError(f"levels must be a non-empty subset of {LEVELS}, got {levels!r}")
-        if readout:
-            raise ValueError("readout is only offered by the single env (it decodes ~90 tokens per state)")
         self.model, self.tokenizer = load_world_model(model, device)
         self.num_envs = num_envs
         self.single_observation_space = latent_space(self.model, obs_type)
@@ -53,7 +51,7 @@ class LatentUMVSPVectorEnv(VectorEnv):
             np.repeat(self.single_observation_space.high[None], num_envs, 0), dtype=self.single_observation_space.dtype)
         self.action_space = spaces.MultiDiscrete(np.full(num_envs, 4))
         self.levels, self.obs_type, self.hole_prob = tuple(int(x) for x in levels), obs_type, hole_prob
-        self.max_episode_steps, self.render_mode = max_episode_steps, render_mode
+        self.max_episode_steps, self.render_mode, self.readout = max_episode_steps, render_mode, readout
         self.temperature = temperature
         dev = next(self.model.parameters()).device
         self._generators = [torch.Generator(device=dev) for _ in range(num_envs)]
@@ -76,8 +74,13 @@ class LatentUMVSPVectorEnv(VectorEnv):
         return observation_renderer(m.size, self.model.config.image_size).render(m)
 
     def _infos(self, p_goal: np.ndarray, p_hole: np.ndarray) -> dict[str, Any]:
-        return {"real_map": np.array(self.real_maps, dtype=object), "level": np.array([m.size for m in self.real_maps]),
+        info = {"real_map": np.array(self.real_maps, dtype=object), "level": np.array([m.size for m in self.real_maps]),
                 "p_goal": p_goal, "p_hole": p_hole}
+        if self.readout:  # every slot's read-out in one batched decode
+            boards = np.empty(self.num_envs, dtype=object)
+            boards[:] = self.world.read_board()
+            info["board"] = boards
+        return info
 
     # ------------------------------------------------------------------ API
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None):

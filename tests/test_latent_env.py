@@ -93,11 +93,12 @@ def test_render_modes_and_readout(world):
 def test_vector_env_equals_single_envs(world):
     n, seed = 3, 11
     vec = gym.make_vec("LatentUM-VSP-v0", num_envs=n, vectorization_mode="vector_entry_point", model=world,
-                       obs_type="tokens", temperature=1.0, max_episode_steps=4)
-    singles = [make(world, obs_type="tokens", temperature=1.0, max_episode_steps=4) for _ in range(n)]
-    vobs, _ = vec.reset(seed=seed)
-    sobs = [e.reset(seed=seed + i)[0] for i, e in enumerate(singles)]
-    assert np.array_equal(vobs, np.stack(sobs))
+                       obs_type="tokens", temperature=1.0, max_episode_steps=4, readout=True)
+    singles = [make(world, obs_type="tokens", temperature=1.0, max_episode_steps=4, readout=True) for _ in range(n)]
+    vobs, vinfo = vec.reset(seed=seed)
+    sresets = [e.reset(seed=seed + i) for i, e in enumerate(singles)]
+    assert np.array_equal(vobs, np.stack([o for o, _ in sresets]))
+    assert list(vinfo["board"]) == [info["board"] for _, info in sresets]  # one batched read-out = N single ones
     rng = np.random.default_rng(0)
     ended = [False] * n
     for _ in range(8):

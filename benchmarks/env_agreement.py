@@ -1,0 +1,99 @@
+"""Agreement of ``LatentUM-VSP-v0`` with the real maze, measured through the env interface.
+
+The batched env (``gym.make_vec(..., vectorization_mode="vector_entry_point", readout=True)``) starts
+every slot from a real held-out map (drawn by the env from its seed: levels 3..8, the benchmark's
+rule) and is stepped with uniformly random actions for ``--horizon`` steps. The same actions drive the
+real dynamics from ``info["real_map"]``. At every step where the REAL episode is still running
+(steps after a real termination are excluded) we compare:
+
+* ``board``: the env's ``info["board"]`` (the model's VSP-table read-out of its imagined state) equals
+  the real board. A step where the env has already ended while the real episode goes on counts as wrong.
+* ``reward`` / ``terminated``: the env's reward and termination equal the real ones (counted on the
+  same steps; termination also on the real episode's last step).
+
+    python benchmarks/env_agreement.py [--model DIR] [--maps 500] [--horizon 16] [--num-envs 100]
+        [--seed 20261123] [--out benchmarks/results/env_agreement.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+from tqdm import tqdm
+
+import latentum_world  # noqa: F401  (registers the env ids)
+
+
+def run(model: str | None, maps: int, horizon: int, num_envs: int, seed: int, quiet: bool = False) -> dict:
+    if maps % num_envs:
+        raise ValueError(f"--maps ({maps}) must be a multiple of --num-envs ({num_envs})")
+    env = gym.make_vec("LatentUM-VSP-v0", num_envs=num_envs, vectorization_mode="vector_entry_point", model=model,
+                       readout=True, max_episode_steps=horizon)
+    rng = np.random.default_rng(seed)
+    board, reward, term = [], [], []  # per compared step: (level, depth, ok)
+    t0 = time.perf_counter()
+    for r in tqdm(range(maps // num_envs), desc="env agreement", disable=quiet):
+        _, info = env.reset(seed=seed + r * num_envs)  # held-out: seeds far from training's
+        real = list(info["real_map"])
+        env_live = np.ones(num_envs, dtype=bool)
+        real_live = np.ones(num_envs, dtype=bool)
+        for depth in range(1, horizon + 1):
+            actions = rng.integers(4, size=num_envs)
+            _, rew, terminated, truncated, info = env.step(actions)
+            for i in np.flatnonzero(real_live):
+                real[i] = real[i].move(int(actions[i]))
+                level = real[i].size
+                real_term = real[i].on_goal or real[i].in_hole
+                if env_live[i]:
+                    b = info["board"][i]
+                    board.append((level, depth, b is not None and b == real[i]))
+                    reward.append((level, depth, float(rew[i]) == float(real[i].on_goal)))
+                    term.append((level, depth, bool(terminated[i]) == real_term))
+                else:  # the env ended this episode early: nothing to compare with, so wrong
+                    board.append((level, depth, False))
+                    reward.append((level, depth, False))
+                    term.append((level, depth, False))
+                real_live[i] = not real_term
+            env_live &= ~(terminated | truncated)
+    seconds = time.perf_counter() - t0
+    env.close()
+
+    def summary(rows):
+        a = np.array(rows, dtype=np.int64)
+        out = {"accuracy": float(a[:, 2].mean()), "steps": int(len(a))}
+        out["per_level"] = {int(lv): float(a[a[:, 0] == lv, 2].mean()) for lv in np.unique(a[:, 0])}
+        out["per_depth"] = {int(d): float(a[a[:, 1] == d, 2].mean()) for d in np.unique(a[:, 1])}
+        return out
+
+    return {"maps": maps, "horizon": horizon, "policy": "random", "num_envs": num_envs, "seed": seed,
+            "board": summary(board), "reward": summary(reward), "termination": summary(term),
+            "seconds": seconds}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", help="world model directory (default: the bundled checkpoint)")
+    ap.add_argument("--maps", type=int, default=500)
+    ap.add_argument("--horizon", type=int, default=16)
+    ap.add_argument("--num-envs", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=20261123)
+    ap.add_argument("--out", default="benchmarks/results/env_agreement.json")
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    result = run(args.model, args.maps, args.horizon, args.num_envs, args.seed, args.quiet)
+    result["model"] = args.model or "bundled"
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    for k in ("board", "reward", "termination"):
+        print(f"{k:12s} {100 * result[k]['accuracy']:6.2f} % of {result[k]['steps']} steps")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
