@@ -97,3 +97,14 @@ def test_answer_flags_equal_asking_each_question_in_full(mbaq_model, tmp_path):
             logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), image_embeds=embeds).logits[:, -1]
         want = logits[:, [yes, no]].softmax(-1)[:, 0]
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+
+
+def test_decoder_stage_feature_loss_reaches_only_the_decoder(mbaq_model, tmp_path):
+    cfg = compose_config("decoder", FAST + [f"out_dir={tmp_path}", f"init_from={mbaq_model}", "stage.batch_size=2"])
+    stage = STAGES["decoder"](cfg)
+    decoder, _ = stage.build(None)
+    loss, metrics = stage.compute_loss(decoder, decoder, stage.batch(0, 0))
+    loss.backward()
+    assert metrics["losses/feature"] > 0 and loss.item() > metrics["losses/mse"]
+    assert all(p.grad is not None for p in decoder.parameters())
+    assert all(p.grad is None for p in stage.world.parameters())  # the model stays frozen

@@ -46,14 +46,26 @@ class DecoderStage:
         return self.batch_from(batch_rng(self.cfg.seed, step, rank), self.sc.batch_size)
 
     def compute_loss(self, wrapped, model, batch):
+        """Pixel MSE, plus ``feature_weight`` x the relative squared error of the frozen vision encoder's
+        features of the decoded image against those of the real one: the decoded image should read as
+        the real one does (the gradient passes THROUGH the frozen encoder into the decoder only)."""
         self.world.to(batch["images"].device)
         with torch.no_grad():
-            codes = self.world.quantizer.encode(self.world.get_vit_feature(batch["images"]))
+            real_features = self.world.get_vit_feature(batch["images"])  # (B, P, F)
+            codes = self.world.quantizer.encode(real_features)
             z_q = self.world.quantizer.indices_to_latent(codes)  # (B, P, code_dim)
         target = batch["images"].permute(0, 3, 1, 2).float() / 255.0
-        mse = torch.nn.functional.mse_loss(wrapped(z_q), target)
+        decoded = wrapped(z_q)  # (B, 3, S, S) in [0, 1]
+        mse = torch.nn.functional.mse_loss(decoded, target)
         psnr = 10 * torch.log10(1.0 / mse.detach().clamp(min=1e-10))
-        return mse, {"losses/mse": mse.item(), "decoder/psnr_db": psnr.item()}
+        metrics = {"losses/mse": mse.item(), "decoder/psnr_db": psnr.item()}
+        weight = float(self.sc.get("feature_weight", 0.0))
+        if weight <= 0:
+            return mse, metrics
+        features = self.world.get_vit_feature(decoded.permute(0, 2, 3, 1) * 255.0)  # float pixels, same scale as uint8
+        feature = (features - real_features).pow(2).mean() / real_features.pow(2).mean()
+        metrics["losses/feature"] = feature.item()
+        return mse + weight * feature, metrics
 
     def after_step(self, model, step: int) -> dict:
         return {}
