@@ -102,6 +102,10 @@ class UnderstandingData:
             q, a = prompts.hole_question(m, cell)
             return Example(self.image(m, None), q, a, kind, m)
         m, last = self.random_state(rng)
+        if kind in ("on_goal", "in_hole") and rng.random() < 0.5:
+            # balanced yes/no: these two answers are the world model's reward and termination, and the
+            # states they say yes to are rare in random_state (1 in 8 each)
+            m = m.with_player(m.goal) if kind == "on_goal" or not m.holes else m.with_player(m.sorted_holes()[rng.integers(len(m.holes))])
         if kind == "task2":
             while m.on_goal:
                 m, last = self.random_state(rng)
