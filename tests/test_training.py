@@ -103,3 +103,15 @@ def test_torchrun_two_processes(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     assert (tmp_path / "final" / "model.safetensors").is_file()
     assert (tmp_path / "checkpoint-3").is_dir()
+
+
+def test_mbaq_stage_chooses_the_quantizer_sizes(tmp_path):
+    """``model.num_codebooks`` etc. at the mbaq stage size a fresh quantizer; the rest of the model is kept."""
+    vlm = train("vlm", FAST + [f"out_dir={tmp_path / 'vlm'}", "stage.steps=2"])
+    mbaq = train("mbaq", FAST + [f"out_dir={tmp_path / 'mbaq'}", f"init_from={vlm}", "stage.steps=2",
+                                 "model.num_codebooks=4", "model.codebook_size=16"])
+    model, _ = load_model(mbaq)
+    assert (model.config.num_codebooks, model.config.codebook_size) == (4, 16)
+    assert len(model.quantizer.codebooks) == 4 and model.quantizer.codebooks[0].codebook.shape[0] == 16
+    before, after = weights(vlm), weights(mbaq)
+    assert all(torch.equal(v, after[k]) for k, v in before.items() if not k.startswith("quantizer."))

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from latentum_world.data.understanding import TASKS, UnderstandingData, batch_rng, collate, probe_batch
 from latentum_world.evaluation.answers import accuracy_by_kind, answer
 from latentum_world.model.config import LatentUMConfig
-from latentum_world.model.mbaq import codebook_perplexity
+from latentum_world.model.mbaq import MBAQuantizer, codebook_perplexity
 from latentum_world.model.modeling import LatentUMModel
 from latentum_world.tokenizer import LatentUMTokenizer, build_tokenizer
 
@@ -115,6 +115,10 @@ class VLMStage(UnderstandingStage):
         return {f"acc_{k}": v for k, v in acc.items()}
 
 
+QUANTIZER_KEYS = ("code_dim", "num_codebooks", "codebook_size", "quantizer_hidden", "commitment_weight",
+                  "entropy_weight", "usage_decay", "dead_code_fraction", "max_restarts")
+
+
 class MBAQStage(UnderstandingStage):
     name = "mbaq"
 
@@ -123,9 +127,26 @@ class MBAQStage(UnderstandingStage):
         if source is None:
             raise ValueError("stage mbaq needs a trained understanding model: set init_from=<vlm model dir>")
         model, tok = load_model(source)
+        if ckpt is None:
+            self._size_quantizer(model)
         for name, p in model.named_parameters():
             p.requires_grad_(name.startswith("quantizer."))
         return self._finish_build(model, tok)
+
+    def _size_quantizer(self, model) -> None:
+        """The quantizer's sizes are chosen here (``model.code_dim`` etc. in the config), not by the
+        understanding model it starts from: a fresh quantizer is built when they differ."""
+        sizes = {k: self.cfg.model[k] for k in QUANTIZER_KEYS if k in self.cfg.model}
+        if all(getattr(model.config, k) == v for k, v in sizes.items()):
+            return
+        if model.config.generation_branch:
+            raise ValueError("cannot resize the quantizer of a model that already has a generation branch")
+        for k, v in sizes.items():
+            setattr(model.config, k, v)
+        if model.config.code_dim % model.config.num_codebooks:
+            raise ValueError(f"code_dim {model.config.code_dim} must split evenly over {model.config.num_codebooks} codebooks")
+        model.quantizer = MBAQuantizer(model.config)
+        model.quantizer.apply(model._init_weights)
 
     def trainable_parameters(self, model):
         return [p for n, p in model.named_parameters() if n.startswith("quantizer.")]
