@@ -121,9 +121,28 @@ def cmd_world_model(args: argparse.Namespace) -> int:
     return report(results, args.json)
 
 
+def cmd_decoder(args: argparse.Namespace) -> int:
+    model_dir = resolve_model_path(args.model, WORLD_TRAINING + " and `latentum-world train decoder`", "runs/world/final")
+    if not (model_dir / "decoder" / "model.safetensors").is_file():
+        raise FileNotFoundError(f"{model_dir} has no pixel decoder in decoder/ (train one: `latentum-world train decoder "
+                                f"init_from={model_dir}`, then copy its final/ to {model_dir / 'decoder'})")
+    if args.generated < 1:
+        raise ValueError(f"--generated must be >= 1, got {args.generated}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    from latentum_world.evaluation.decoder import evaluate_decoder
+    from latentum_world.training.stages import load_model
+
+    model, tokenizer = load_model(model_dir)
+    model.to(pick_device(args.device)).eval()
+    results = evaluate_decoder(model, tokenizer, args.generated, args.seed, args.batch_size, quiet=args.quiet,
+                               model_name=str(model_dir))
+    return report(results, args.json)
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    ev = sub.add_parser("eval", help="evaluate a trained model: perception, world-model")
-    esub = ev.add_subparsers(dest="eval_command", required=True, metavar="{perception,world-model}")
+    ev = sub.add_parser("eval", help="evaluate a trained model: perception, world-model, decoder")
+    esub = ev.add_subparsers(dest="eval_command", required=True, metavar="{perception,world-model,decoder}")
 
     p = esub.add_parser(
         "perception",
@@ -175,3 +194,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--json", metavar="OUT", help="also write the numbers to this JSON file")
     w.add_argument("--quiet", action="store_true", help="no progress bar")
     w.set_defaults(func=cmd_world_model)
+
+    d = esub.add_parser(
+        "decoder",
+        help="pixel decoder: PSNR against the real render, and the model's board read-out of the decoded images",
+        description="On N held-out states per level 3..8 (player anywhere, elf facing any way): decode the real image's "
+        "MBAQ codes to RGB, measure PSNR against the real image, then re-encode the decoded image as an observed "
+        "image and read it out as a VSP table (exact match with the real board; the real images' read-out is the "
+        "reference).",
+    )
+    d.add_argument("--model", help="model directory with its pixel decoder in decoder/ (default: the bundled checkpoint)")
+    d.add_argument("--generated", type=int, default=DEFAULT_GENERATED, metavar="N",
+                   help=f"held-out states per level (default {DEFAULT_GENERATED})")
+    d.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"seed of the held-out states (default {DEFAULT_SEED})")
+    d.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64)")
+    d.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: cuda if available")
+    d.add_argument("--json", metavar="OUT", help="also write the numbers to this JSON file")
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    d.set_defaults(func=cmd_decoder)

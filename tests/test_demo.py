@@ -3,6 +3,7 @@
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -118,3 +119,21 @@ def test_world_model_demo_without_decoder_or_moviepy(world_dir, tmp_path, capsys
     assert "one step (depth 1)" in text and "no pixel decoder" in text
     (run_dir,) = list(logdir.iterdir())
     assert not (run_dir / "gifs").exists() and list(run_dir.glob("events.out.tfevents.*"))
+
+
+def test_eval_decoder(world_dir, tmp_path, capsys):
+    from latentum_world.evaluation.decoder import psnr_db
+
+    out = tmp_path / "decoder.json"
+    assert main(["eval", "decoder", "--model", str(world_dir), "--generated", "2", "--json", str(out), "--quiet"]) == 0
+    result = json.loads(out.read_text())
+    assert set(result["per_level"]) == {"3", "4", "5", "6", "7", "8"} and result["overall"]["n"] == 12
+    assert 0 < result["overall"]["psnr_db"] < 100
+    assert 0 <= result["overall"]["readout_decoded"] <= 1 and 0 <= result["overall"]["readout_real"] <= 1
+    assert "PSNR dB" in capsys.readouterr().out
+    a = np.zeros((4, 4, 3), np.uint8)
+    assert psnr_db(a, a) == float("inf") and abs(psnr_db(a, a + 255) - 0.0) < 1e-9
+    bare = tmp_path / "bare"
+    shutil.copytree(world_dir, bare, ignore=shutil.ignore_patterns("decoder"))
+    assert main(["eval", "decoder", "--model", str(bare), "--generated", "1"]) == 2
+    assert "no pixel decoder" in capsys.readouterr().err

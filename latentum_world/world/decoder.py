@@ -26,15 +26,24 @@ class PixelDecoderConfig(PretrainedConfig):
 
 
 class UpBlock(nn.Module):
+    """2x nearest upsampling, then two 3x3 convolutions, each group-normalised (without the norms the
+    residual sum grew ~30x per block and training diverged to a constant image)."""
+
     def __init__(self, cin: int, cout: int):
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.norm1 = nn.GroupNorm(_groups(cout), cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.norm2 = nn.GroupNorm(_groups(cout), cout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(x, scale_factor=2, mode="nearest")
-        x = F.gelu(self.conv1(x))
-        return x + F.gelu(self.conv2(x))
+        x = F.gelu(self.norm1(self.conv1(x)))
+        return x + F.gelu(self.norm2(self.conv2(x)))
+
+
+def _groups(channels: int) -> int:
+    return next(g for g in (8, 4, 2, 1) if channels % g == 0)
 
 
 class PixelDecoder(PreTrainedModel):
