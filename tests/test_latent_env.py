@@ -147,3 +147,18 @@ def test_bad_inputs(world, tmp_path):
     vec.reset(seed=0)
     with pytest.raises(ValueError, match="actions"):
         vec.step(np.array([0, 7]))
+
+
+def test_bundled_checkpoint_is_the_default_and_small():
+    """``gym.make("LatentUM-VSP-v0")`` with no ``model`` uses the checkpoint shipped in the package."""
+    from latentum_world.world.loading import BUNDLED
+
+    files = [p for p in BUNDLED.rglob("*") if p.is_file()]
+    assert (BUNDLED / "model.safetensors").is_file() and (BUNDLED / "decoder" / "model.safetensors").is_file()
+    assert sum(p.stat().st_size for p in files) < 20 * 2**20
+    env = gym.make("LatentUM-VSP-v0", render_mode="rgb_array")
+    obs, info = env.reset(seed=0, options={"level": 4})
+    assert env.observation_space.contains(obs) and info["real_map"].size == 4
+    obs, reward, terminated, truncated, info = env.step(2)
+    assert env.observation_space.contains(obs) and reward in (0.0, 1.0)
+    assert env.render().shape == (128, 128, 3)
