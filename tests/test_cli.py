@@ -72,3 +72,15 @@ def test_demo_runs_and_scores(tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "BFS orig" in out and "100.0%" in out
     assert len(list((tmp_path / "png").glob("*.png"))) == 6
+
+
+def test_train_overrides_may_follow_the_flags(monkeypatch):
+    """`train all --bundle DIR key=value` passes ``key=value`` on as a Hydra override; other strays still fail."""
+    from latentum_world import train_cli
+
+    seen = {}
+    monkeypatch.setattr(train_cli, "train_all", lambda overrides, out_root, bundle: seen.update(o=overrides, b=bundle))
+    assert main(["train", "all", "stage.steps=1", "--bundle", "somewhere", "num_threads=1"]) == 0
+    assert seen == {"o": ["stage.steps=1", "num_threads=1"], "b": "somewhere"}
+    with pytest.raises(SystemExit):
+        main(["train", "all", "--bundle", "x", "--no-such-flag"])
