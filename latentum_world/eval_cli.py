@@ -53,17 +53,26 @@ def pick_device(name: str):
     return torch.device(name)
 
 
-def cmd_perception(args: argparse.Namespace) -> int:
-    from latentum_world.evaluation.perception import evaluate_perception
+def at_least(flag: str, value: int, minimum: int) -> None:
+    if value < minimum:
+        raise ValueError(f"{flag} must be >= {minimum}, got {value}")
+
+
+def load_for_eval(model_dir: Path, device: str):
+    """The model and tokenizer in ``model_dir``, on ``device``, in eval mode."""
     from latentum_world.training.stages import load_model
 
-    model_dir = resolve_model_path(args.model)
-    if args.generated < 0:
-        raise ValueError(f"--generated must be >= 0, got {args.generated}")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     model, tokenizer = load_model(model_dir)
-    model.to(pick_device(args.device)).eval()
+    return model.to(pick_device(device)).eval(), tokenizer
+
+
+def cmd_perception(args: argparse.Namespace) -> int:
+    from latentum_world.evaluation.perception import evaluate_perception
+
+    model_dir = resolve_model_path(args.model)
+    at_least("--generated", args.generated, 0)
+    at_least("--batch-size", args.batch_size, 1)
+    model, tokenizer = load_for_eval(model_dir, args.device)
     results = evaluate_perception(model, tokenizer, args.vsp, features=args.features, generated=args.generated,
                                   seed=args.seed, batch_size=args.batch_size, quiet=args.quiet, model_name=str(model_dir))
     return report(results, args.json)
@@ -126,18 +135,26 @@ def cmd_decoder(args: argparse.Namespace) -> int:
     if not (model_dir / "decoder" / "model.safetensors").is_file():
         raise FileNotFoundError(f"{model_dir} has no pixel decoder in decoder/ (train one: `latentum-world train decoder "
                                 f"init_from={model_dir}`, then copy its final/ to {model_dir / 'decoder'})")
-    if args.generated < 1:
-        raise ValueError(f"--generated must be >= 1, got {args.generated}")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    at_least("--generated", args.generated, 1)
+    at_least("--batch-size", args.batch_size, 1)
     from latentum_world.evaluation.decoder import evaluate_decoder
-    from latentum_world.training.stages import load_model
 
-    model, tokenizer = load_model(model_dir)
-    model.to(pick_device(args.device)).eval()
+    model, tokenizer = load_for_eval(model_dir, args.device)
     results = evaluate_decoder(model, tokenizer, args.generated, args.seed, args.batch_size, quiet=args.quiet,
                                model_name=str(model_dir))
     return report(results, args.json)
+
+
+def add_run_options(p: argparse.ArgumentParser, seed_of: str | None = None, batch_of: str | None = None) -> None:
+    """``--device``, ``--json`` and ``--quiet``, the same for every evaluation; with ``seed_of`` / ``batch_of``
+    also ``--seed`` (of those things) and ``--batch-size`` (those things per batch, default 64)."""
+    if seed_of is not None:
+        p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"seed of the {seed_of} (default {DEFAULT_SEED})")
+    if batch_of is not None:
+        p.add_argument("--batch-size", type=int, default=64, help=f"{batch_of} per batch (default 64)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: cuda if available")
+    p.add_argument("--json", metavar="OUT", help="also write the numbers to this JSON file")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -157,11 +174,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="image features: continuous (ViT + projector) or quantized (MBAQ codes); default continuous")
     p.add_argument("--generated", type=int, default=DEFAULT_GENERATED, metavar="N",
                    help=f"held-out items per level per question kind and read-out maps per level (default {DEFAULT_GENERATED}; 0: skip)")
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"seed of the held-out maps (default {DEFAULT_SEED})")
-    p.add_argument("--batch-size", type=int, default=64, help="answers decoded per batch (default 64)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: cuda if available")
-    p.add_argument("--json", metavar="OUT", help="also write the numbers to this JSON file")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_run_options(p, seed_of="held-out maps", batch_of="answers decoded")
     p.set_defaults(func=cmd_perception)
 
     w = esub.add_parser(
@@ -190,9 +203,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"seed of the generated maps, the actions and the sampling (default {DEFAULT_SEED})")
     w.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
                    help=f"episodes imagined in parallel (default {DEFAULT_BATCH_SIZE})")
-    w.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: cuda if available")
-    w.add_argument("--json", metavar="OUT", help="also write the numbers to this JSON file")
-    w.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_run_options(w)
     w.set_defaults(func=cmd_world_model)
 
     d = esub.add_parser(
@@ -206,9 +217,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--model", help="model directory with its pixel decoder in decoder/ (default: the bundled checkpoint)")
     d.add_argument("--generated", type=int, default=DEFAULT_GENERATED, metavar="N",
                    help=f"held-out states per level (default {DEFAULT_GENERATED})")
-    d.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"seed of the held-out states (default {DEFAULT_SEED})")
-    d.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64)")
-    d.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: cuda if available")
-    d.add_argument("--json", metavar="OUT", help="also write the numbers to this JSON file")
-    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_run_options(d, seed_of="held-out states", batch_of="images")
     d.set_defaults(func=cmd_decoder)
