@@ -148,3 +148,16 @@ def test_local_vision_attention_keeps_features_local():
     assert changed[0] and not changed[1:].any()
     with pytest.raises(ValueError, match="vision_attention"):
         LatentUMConfig(vision_attention="windowed")
+
+
+def test_cell_piece_is_the_tables_piece():
+    from latentum_world.data.prompts import cell_piece
+
+    rng = np.random.default_rng(3)
+    for level in (3, 8):
+        m = generate_map(rng, level)
+        for m in (m, m.with_player(m.goal), m.with_player(m.sorted_holes()[0]) if m.holes else m):
+            rows = to_table(m).splitlines()[1:]
+            for r in range(m.size):
+                pieces = [" " + s.strip() + " |" for s in rows[r].split("|")[2:-1]]
+                assert [cell_piece(m, (r, c)) for c in range(m.size)] == pieces

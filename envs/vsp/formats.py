@@ -38,16 +38,15 @@ def to_table(m: VSPMap) -> str:
     header = "| |" + "".join(f" Col {c + 1} |" for c in range(m.size))
     rows = [header]
     for r in range(m.size):
-        cells = []
-        for c in range(m.size):
-            cell = (r, c)
-            if cell == m.player:
-                sym = "%" if m.on_goal else "!" if m.in_hole else "@"
-            else:
-                sym = {"hole": "#", "goal": "*", "ice": "_"}[m.cell_kind(cell)]
-            cells.append(sym)
-        rows.append(f"| Row {r + 1} | " + " | ".join(cells) + " |")
+        rows.append(f"| Row {r + 1} | " + " | ".join(cell_symbol(m, (r, c)) for c in range(m.size)) + " |")
     return "\n".join(rows) + "\n"
+
+
+def cell_symbol(m: VSPMap, cell: tuple[int, int]) -> str:
+    """The table symbol of ``cell``: ``@``/``%``/``!`` for the player (on ice / the goal / a hole), else ``#*_``."""
+    if cell == m.player:
+        return "%" if m.on_goal else "!" if m.in_hole else "@"
+    return {"hole": "#", "goal": "*", "ice": "_"}[m.cell_kind(cell)]
 
 
 _HEADER_RE = re.compile(r"^\|\s*\|((?:\s*Col \d+\s*\|)+)\s*$")

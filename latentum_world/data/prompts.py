@@ -13,8 +13,7 @@ model's read-out of the image), and its last line is the final answer, worked ou
 
 from __future__ import annotations
 
-
-from envs.vsp.formats import to_table
+from envs.vsp.formats import cell_symbol, to_table
 from envs.vsp.task_texts import task1_question, task4_question
 from envs.vsp.maps import ACTION_LETTERS, VSPMap
 
@@ -38,8 +37,7 @@ def final_answer(text: str) -> str:
 
 def cell_piece(m: VSPMap, cell: tuple[int, int]) -> str:
     """The table piece of ``cell`` (`` # |``, `` _ |``, ...), as :func:`~envs.vsp.formats.to_table` writes it."""
-    r, c = cell
-    return " " + to_table(m).split("\n")[r + 1].split("|")[c + 2].strip() + " |"
+    return f" {cell_symbol(m, cell)} |"
 
 
 def hole_question(m: VSPMap, cell: tuple[int, int]) -> tuple[str, str]:
