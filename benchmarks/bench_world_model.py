@@ -32,7 +32,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from envs.vsp.maps import LEVELS, generate_map
-from envs.vsp.observation import observation_renderer
+from envs.vsp.observation import model_renderer
 from latentum_world.world.model import LatentWorldModel
 
 DEFAULT_MODEL = "runs/world/final"
@@ -69,10 +69,10 @@ def load(path: str):
     return model, tok, {"kind": "fresh", "path": None, "why": f"{reason}: freshly initialised default config + generation branch"}
 
 
-def first_frames(batch: int, size: int, seed: int = 0) -> torch.Tensor:
+def first_frames(batch: int, config, seed: int = 0) -> torch.Tensor:
     rng = np.random.default_rng(seed)
     maps = [generate_map(rng, LEVELS[i % len(LEVELS)]) for i in range(batch)]
-    return torch.from_numpy(np.stack([observation_renderer(m.size, size).render(m, None) for m in maps]))
+    return torch.from_numpy(np.stack([model_renderer(config, m.size).render(m, None) for m in maps]))
 
 
 def sync(device: torch.device) -> None:
@@ -82,7 +82,7 @@ def sync(device: torch.device) -> None:
 
 def transitions_per_second(wm: LatentWorldModel, batch: int, seconds: float, min_steps: int = 3) -> dict:
     gen = torch.Generator().manual_seed(batch)
-    wm.reset(first_frames(batch, wm.model.config.image_size))
+    wm.reset(first_frames(batch, wm.model.config))
     for _ in range(2):  # warm-up
         wm.step(torch.randint(4, (batch,), generator=gen))
     steps, t0 = 0, time.perf_counter()
@@ -99,7 +99,7 @@ def transitions_per_second(wm: LatentWorldModel, batch: int, seconds: float, min
 
 def flops_per_transition(wm: LatentWorldModel, batch: int = 1) -> dict:
     """FLOPs of one ``step`` at ``batch`` rows, divided by ``batch``; also the yes/no answers' share."""
-    wm.reset(first_frames(batch, wm.model.config.image_size))
+    wm.reset(first_frames(batch, wm.model.config))
     with FlopCounterMode(display=False) as fc:
         wm.step(torch.zeros(batch, dtype=torch.long))
     total = fc.get_total_flops()

@@ -47,7 +47,7 @@ from gymnasium import spaces
 from envs.vsp.formats import to_table
 from envs.vsp.maps import LEVELS
 from envs.vsp.maze_env import start_map
-from envs.vsp.observation import observation_renderer
+from envs.vsp.observation import model_renderer
 from latentum_world.model.depth_head import Sampling
 from latentum_world.world.loading import load_world_model
 from latentum_world.world.model import LatentWorldModel
@@ -143,7 +143,7 @@ class LatentUMVSPEnv(gym.Env):
         # drawn after the map, so VSPMaze-v0 reset with the same seed starts from the same real map
         self._generator.manual_seed(int(self.np_random.integers(2**63 - 1)))
         self.real_map, self.elapsed_steps = m, 0
-        image = observation_renderer(m.size, self.model.config.image_size).render(m)
+        image = model_renderer(self.model.config, m.size).render(m)
         codes = self.world.reset(torch.from_numpy(image)[None])
         self._last = {"terminated": False}
         return codes_to_obs(self.model, codes, self.obs_type)[0], self._info()

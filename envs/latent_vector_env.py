@@ -19,7 +19,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 
 from envs.vsp.maps import LEVELS
 from envs.vsp.maze_env import start_map
-from envs.vsp.observation import observation_renderer
+from envs.vsp.observation import model_renderer
 from envs.latent_env import OBS_TYPES, codes_to_obs, latent_space
 from latentum_world.model.depth_head import Sampling
 from latentum_world.world.loading import load_world_model
@@ -71,7 +71,7 @@ class LatentUMVSPVectorEnv(VectorEnv):
         self.real_maps[i] = m
         self._elapsed[i] = 0
         self._ended[i] = False
-        return observation_renderer(m.size, self.model.config.image_size).render(m)
+        return model_renderer(self.model.config, m.size).render(m)
 
     def _infos(self, p_goal: np.ndarray, p_hole: np.ndarray) -> dict[str, Any]:
         info = {"real_map": np.array(self.real_maps, dtype=object), "level": np.array([m.size for m in self.real_maps]),

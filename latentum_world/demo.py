@@ -355,7 +355,7 @@ def world_model_demo(model_dir: Path, episodes: int = DEFAULT_EPISODES, horizon:
     import torch
     from torch.utils.tensorboard import SummaryWriter
 
-    from envs.vsp.observation import observation_renderer
+    from envs.vsp.observation import model_renderer
     from latentum_world.evaluation.world_model import evaluate_world_model, generated_start_states, make_sampling
     from latentum_world.world.decoder import decode_images, decoder_dir
     from latentum_world.world.loading import load_world_model
@@ -397,7 +397,7 @@ def world_model_demo(model_dir: Path, episodes: int = DEFAULT_EPISODES, horizon:
         gif_dir = run_dir / "gifs"
         for ep in eps:
             level = ep.maps[0].size
-            real = [observation_renderer(level, size).render(m, a) for m, a in zip(ep.maps, ep.actions)]
+            real = [model_renderer(model.config, level).render(m, a) for m, a in zip(ep.maps, ep.actions)]
             imagined = list(imagined_all[k : k + len(real)])
             k += len(real)
             tag = ep.name.replace("generated/", "").replace("/", "_ep")  # level3_ep0

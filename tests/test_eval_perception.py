@@ -176,11 +176,17 @@ def test_answer_conversion_and_benchmark_images():
     with pytest.raises(ValueError):
         to_benchmark_answer("task-main", "R")
     # benchmark PNGs resized to the model's input size are exactly the training images of the same boards
-    for (task, _), items in load_benchmark_items(FIXTURE).items():
-        for it in items:
-            ex = benchmark_example(it, 128)
-            expected = observation_renderer(ex.map.size, 128).render(ex.map, None)
-            np.testing.assert_array_equal(ex.image, expected)
+    # in both layouts: stretched (cell_pixels 0) and cell-aligned (16 px per cell, black beyond the board)
+    for cell_pixels in (0, 16):
+        for (task, _), items in load_benchmark_items(FIXTURE).items():
+            for it in items:
+                ex = benchmark_example(it, 128, cell_pixels)
+                expected = observation_renderer(ex.map.size, 128, cell_pixels=cell_pixels).render(ex.map, None)
+                np.testing.assert_array_equal(ex.image, expected)
+                if cell_pixels:
+                    side = 16 * ex.map.size
+                    assert not ex.image[side:].any() and not ex.image[:, side:].any()
+                    assert ex.image[:side, :side].min(axis=(0, 1)).max() > 0  # the board is drawn up to its edge
     q = benchmark_example(load_vsp(FIXTURE, task="task3")[0], 128).question
     assert q.startswith("Which map matches the image?\n(A)\n| | Col 1 |")
     q4 = benchmark_example(load_vsp(FIXTURE, task="task4")[0], 128)

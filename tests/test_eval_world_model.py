@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from envs.vsp.maps import LEVELS, VSPMap
-from envs.vsp.observation import observation_renderer
+from envs.vsp.observation import model_renderer
 from latentum_world import eval_cli
 from latentum_world.cli import build_parser, main
 from latentum_world.evaluation import world_model as wmeval
@@ -66,7 +66,7 @@ class Oracle(LatentWorldModel):
         self.maps = self.starts[self.next : self.next + len(images)]
         self.next += len(images)
         assert self.next <= len(self.starts)
-        expected = np.stack([observation_renderer(m.size, 128).render(m, None) for m in self.maps])
+        expected = np.stack([model_renderer(self.model.config, m.size).render(m, None) for m in self.maps])
         np.testing.assert_array_equal(images.numpy(), expected)  # the real first frames
         self.state_embeds = torch.arange(len(images), dtype=torch.float)[:, None, None]
         self.codes = torch.zeros(len(images), P, K, dtype=torch.long)
@@ -75,7 +75,7 @@ class Oracle(LatentWorldModel):
     def step(self, actions):
         actions = actions.tolist()
         self.maps = [m if m.terminal else m.move(a) for m, a in zip(self.maps, actions)]
-        images = np.stack([observation_renderer(m.size, 128).render(m, a) for m, a in zip(self.maps, actions)])
+        images = np.stack([model_renderer(self.model.config, m.size).render(m, a) for m, a in zip(self.maps, actions)])
         _, codes = self.encode(torch.from_numpy(images))
         reward = torch.tensor([float(m.on_goal) for m in self.maps])
         terminated = torch.tensor([m.terminal for m in self.maps])

@@ -10,6 +10,7 @@ import latentum_world  # noqa: F401  (registers the ids)
 from envs.vsp.formats import to_desc, to_table
 from envs.vsp.maps import LEVELS, VSPMap, generate_map
 from envs.vsp.maze_env import GRID_PAD, VSPMazeEnv
+from envs.vsp.maps import VSPMap
 from envs.vsp.observation import resize_image
 from envs.vsp.render import render_map
 
@@ -83,14 +84,15 @@ def test_dynamics_match_gym_frozenlake(level):
                 break
 
 
+@pytest.mark.parametrize("cell_pixels", [0, 16])
 @pytest.mark.parametrize("level", [3, 5, 7, 8])
-def test_rgb_observation_is_the_resized_render(level):
-    env = VSPMazeEnv(levels=[level], obs_size=128)
+def test_rgb_observation_is_the_resized_render(level, cell_pixels):
+    env = VSPMazeEnv(levels=[level], obs_size=128, cell_pixels=cell_pixels)
     obs, info = env.reset(seed=level)
     rng = np.random.default_rng(0)
     last = None
     for _ in range(12):
-        expected = resize_image(render_map(info["map"], 64, last), 128)
+        expected = resize_image(render_map(info["map"], 64, last), 128, level=level, cell_pixels=cell_pixels)
         np.testing.assert_array_equal(obs, expected)
         if info["map"].terminal:
             break
@@ -177,3 +179,30 @@ def test_bad_actions_and_options():
         env.reset(options={"lvl": 3})
     with pytest.raises(TypeError, match="VSP map"):
         env.reset(options={"map": 42})
+
+
+def test_cell_aligned_layout_puts_each_cell_in_its_own_block():
+    """cell_pixels=16: cell (r, c) is the 16 x 16 block at (16r, 16c) at every level, black beyond the board."""
+    blocks = {}
+    for level in (3, 5, 8):
+        m = VSPMap(level, player=(0, 0), goal=(1, 2), holes=frozenset({(2, 1)}))
+        img = resize_image(render_map(m, 64, None), 128, level=level, cell_pixels=16)
+        side = 16 * level
+        assert not img[side:].any() and not img[:, side:].any()
+        for cell in ((0, 0), (1, 2), (2, 1), (2, 2)):
+            r, c = cell
+            blocks.setdefault(cell, []).append(img[16 * r : 16 * r + 16, 16 * c : 16 * c + 16])
+    for cell, same in blocks.items():  # the same cell content looks identical whatever the level
+        for b in same[1:]:
+            np.testing.assert_array_equal(b, same[0])
+    assert not np.array_equal(blocks[(1, 2)][0], blocks[(2, 1)][0])  # goal and hole differ
+
+
+def test_layout_errors():
+    img = render_map(VSPMap(3, player=(0, 0), goal=(2, 2), holes=frozenset()), 64, None)
+    with pytest.raises(ValueError, match="needs the board's level"):
+        resize_image(img, 128, cell_pixels=16)
+    with pytest.raises(ValueError, match="more than the image"):
+        resize_image(img, 32, level=3, cell_pixels=16)
+    with pytest.raises(ValueError, match="does not fit"):
+        VSPMazeEnv(levels=[8], obs_size=64, cell_pixels=16)

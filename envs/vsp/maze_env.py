@@ -10,7 +10,9 @@ a move off the edge leaves the player where it is.
 ## Observation space
 * ``obs_type="rgb"`` (default): ``Box(0, 255, (obs_size, obs_size, 3), uint8)``, the benchmark's
   64-px-per-cell render area-resized to ``obs_size`` (128 by default) whatever the level; exactly
-  :func:`envs.vsp.observation.resize_image` of :func:`envs.vsp.render.render_map`.
+  :func:`envs.vsp.observation.resize_image` of :func:`envs.vsp.render.render_map`. ``cell_pixels=k``
+  instead gives every cell ``k x k`` pixels from the top-left corner of a black canvas (the layout of
+  LatentUM models; see :mod:`envs.vsp.observation`).
 * ``obs_type="grid"``: ``Box(0, 6, (8, 8), uint8)`` cell codes (0 ice, 1 hole, 2 goal, 3 player,
   4 player on goal, 5 player in hole) in the top-left ``n x n`` corner, padded with 6; the level is in ``info``.
 * ``obs_type="latent"`` / ``"tokens"``: the real frame encoded by a LatentUM checkpoint (``model``, default
@@ -63,6 +65,8 @@ class VSPMazeEnv(gym.Env):
     :param hole_prob: hole probability of the map generator (the benchmark uses 0.2).
     :param obs_type: ``"rgb"`` or ``"grid"``.
     :param obs_size: side of ``rgb`` observations in pixels.
+    :param cell_pixels: layout of ``rgb`` observations: 0 stretches the board over the image, ``k > 0`` draws
+        each cell ``k x k`` px from the top-left corner. ``latent``/``tokens`` use the model's own layout.
     :param max_episode_steps: truncation horizon (``None``: never truncate).
     :param render_mode: ``"rgb_array"``, ``"ansi"`` or ``None``.
     """
@@ -75,6 +79,7 @@ class VSPMazeEnv(gym.Env):
         hole_prob: float = 0.2,
         obs_type: str = "rgb",
         obs_size: int = 128,
+        cell_pixels: int = 0,
         max_episode_steps: int | None = 100,
         render_mode: str | None = None,
         model: str | None = None,
@@ -97,6 +102,9 @@ class VSPMazeEnv(gym.Env):
         self.hole_prob = hole_prob
         self.obs_type = obs_type
         self.obs_size = int(obs_size)
+        self.cell_pixels = int(cell_pixels)
+        if max(self.levels) * self.cell_pixels > self.obs_size or self.cell_pixels < 0:
+            raise ValueError(f"cell_pixels {cell_pixels} does not fit level-{max(self.levels)} boards in {obs_size} px")
         self.max_episode_steps = max_episode_steps
         self.render_mode = render_mode
         self.action_space = spaces.Discrete(4)
@@ -106,7 +114,8 @@ class VSPMazeEnv(gym.Env):
             from latentum_world.world.loading import load_world_model
 
             self._encoder, _ = load_world_model(model, device)
-            self.obs_size = self._encoder.config.image_size  # the model's image, rendered as the world model sees it
+            # the model's image, rendered as the world model sees it
+            self.obs_size, self.cell_pixels = self._encoder.config.image_size, self._encoder.config.cell_pixels
             self.observation_space = latent_space(self._encoder, obs_type)
         elif obs_type == "rgb":
             self.observation_space = spaces.Box(0, 255, (self.obs_size, self.obs_size, 3), np.uint8)
@@ -126,7 +135,7 @@ class VSPMazeEnv(gym.Env):
         self.last_action = None
         self.elapsed_steps = 0
         if self.obs_type != "grid":
-            self._board, self._board_u8, self._windows = observation_renderer(self.map.size, self.obs_size).cached_board(self.map)
+            self._board, self._board_u8, self._windows = observation_renderer(self.map.size, self.obs_size, cell_pixels=self.cell_pixels).cached_board(self.map)
         return self._observation(), self._info()
 
     def step(self, action):
@@ -170,7 +179,7 @@ class VSPMazeEnv(gym.Env):
         key = (self.map.player, self.last_action)
         patch = self._windows.get(key)
         if patch is None:
-            renderer = observation_renderer(self.map.size, self.obs_size)
+            renderer = observation_renderer(self.map.size, self.obs_size, cell_pixels=self.cell_pixels)
             patch = self._windows[key] = renderer.player_window(self._board, self.map, self.last_action)
         obs = self._board_u8.copy()
         rows, cols, win = patch

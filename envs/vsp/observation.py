@@ -2,7 +2,17 @@
 
 Every image a model sees (env observations, training data, the benchmark's own PNGs) goes through
 the same linear operator: area averaging from the 64-px-per-cell render down to ``size x size``,
-``out = W_r @ img @ W_c^T`` per channel, rounded half up. :func:`resize_image` applies it to any
+``out = W_r @ img @ W_c^T`` per channel, rounded half up.
+
+Two layouts (``cell_pixels``):
+
+* ``0`` (*stretch*): the whole board is resized to fill ``size x size``; a cell then spans
+  ``size / level`` pixels, which straddles ViT patches at most levels.
+* ``k > 0`` (*cell-aligned*, the default of new models): the board is resized to ``level * k`` pixels
+  and placed in the top-left corner of a black ``size x size`` canvas, so cell ``(r, c)`` is always the
+  ``k x k`` block at ``(r*k, c*k)`` whatever the level. With ``k`` equal to the ViT patch size every
+  cell is exactly one patch and every latent position covers whole cells, which makes the MBAQ codes
+  a clean function of a few cells and puts a given cell at the same place at every level. :func:`resize_image` applies it to any
 image; :class:`ObservationRenderer` produces the identical result for a :class:`VSPMap` far faster,
 by summing precomputed per-cell contributions (the operator is linear and each cell only reaches a
 small window of output pixels), which is what makes ``VSPMaze-v0``'s ``rgb`` observations cheap.
@@ -42,30 +52,57 @@ def round_pixels(x: np.ndarray) -> np.ndarray:
     return (x + (0.5 + _ROUND_EPS)).astype(np.uint8)
 
 
-def resize_image(img: np.ndarray, size: int) -> np.ndarray:
+def content_side(level: int, size: int, cell_pixels: int = 0) -> int:
+    """Side in pixels of the board inside a ``size x size`` model image (see the module docstring)."""
+    if not isinstance(cell_pixels, (int, np.integer)) or cell_pixels < 0:
+        raise ValueError(f"cell_pixels must be an int >= 0, got {cell_pixels!r}")
+    if cell_pixels == 0:
+        return int(size)
+    side = int(level) * int(cell_pixels)
+    if side > size:
+        raise ValueError(f"a level-{level} board at {cell_pixels} px per cell needs {side} px, more than the image's {size}")
+    return side
+
+
+def layout_weights(in_size: int, level: int, size: int, cell_pixels: int = 0) -> np.ndarray:
+    """``(size, in_size)`` read-only weights of one axis: area averaging into the board's rows, zeros below it."""
+    return _layout_weights(int(in_size), int(level), int(size), int(cell_pixels))
+
+
+@lru_cache(maxsize=64)
+def _layout_weights(in_size: int, level: int, size: int, cell_pixels: int) -> np.ndarray:
+    side = content_side(level, size, cell_pixels)
+    w = np.zeros((size, in_size))
+    w[:side] = area_weights(in_size, side)
+    w.setflags(write=False)
+    return w
+
+
+def resize_image(img: np.ndarray, size: int, level: int | None = None, cell_pixels: int = 0) -> np.ndarray:
     """Area-resize an ``(H, W, 3)`` uint8 RGB image to ``(size, size, 3)``; the one resize used for model inputs.
 
     :param img: RGB image, e.g. a 64-px-per-cell render or a benchmark PNG (``render.load_png``).
     :param size: output side in pixels.
+    :param level: board side ``n`` of the maze in ``img``; needed by the cell-aligned layout.
+    :param cell_pixels: ``0`` stretches the board over the whole image, ``k > 0`` gives each cell
+        ``k x k`` pixels in the top-left corner of a black canvas (module docstring).
     """
     img = np.asarray(img)
     if img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) RGB image, got shape {img.shape}")
     if not isinstance(size, (int, np.integer)) or size < 1:
         raise ValueError(f"size must be a positive int, got {size!r}")
-    wr = _weights(img.shape[0], int(size))  # (size, H)
-    wc = _weights(img.shape[1], int(size))  # (size, W)
+    if cell_pixels and level is None:
+        raise ValueError("the cell-aligned layout (cell_pixels > 0) needs the board's level")
+    if cell_pixels and img.shape[0] != img.shape[1]:
+        raise ValueError(f"the cell-aligned layout needs a square board image, got shape {img.shape}")
+    lvl = 1 if level is None else int(level)
+    wr = layout_weights(img.shape[0], lvl, int(size), cell_pixels)  # (size, H)
+    wc = layout_weights(img.shape[1], lvl, int(size), cell_pixels)  # (size, W)
     x = img.astype(np.float64)
     rows = np.tensordot(wr, x, axes=(1, 0))  # (size, W, 3)
     out = np.tensordot(rows, wc, axes=(1, 1)).transpose(0, 2, 1)  # (size, 3, size) -> (size, size, 3)
     return round_pixels(out)
-
-
-@lru_cache(maxsize=64)
-def _weights(in_size: int, out_size: int) -> np.ndarray:
-    w = area_weights(in_size, out_size)
-    w.setflags(write=False)
-    return w
 
 
 # Looks of the player's cell: elf facing L/D/R/U over ice, elf over the goal, cracked hole.
@@ -73,21 +110,22 @@ _BOARD_KINDS = ("ice", "hole", "goal")
 
 
 class ObservationRenderer:
-    """``resize_image(render(m, 64, last_action), size)`` for ``level x level`` maps, incrementally.
+    """``resize_image(render(m, 64, last_action), size, level, cell_pixels)`` for ``level x level`` maps, incrementally.
 
     :param level: board side ``n``.
     :param size: observation side in pixels.
     :param cell_size: the render's pixels per cell (64 = the benchmark's images).
+    :param cell_pixels: layout, as in :func:`resize_image`.
     """
 
     max_cached_boards = 64  # ~0.4 MB each at 128 px
 
-    def __init__(self, level: int, size: int, cell_size: int = 64):
-        self.level, self.size, self.cell_size = level, size, cell_size
+    def __init__(self, level: int, size: int, cell_size: int = 64, cell_pixels: int = 0):
+        self.level, self.size, self.cell_size, self.cell_pixels = level, size, cell_size, cell_pixels
         self._boards: dict = {}
         renderer = MazeRenderer(cell_size)
         n, cs = level, cell_size
-        w = _weights(n * cs, size)  # (size, n*cs), same for rows and columns
+        w = layout_weights(n * cs, n, size, cell_pixels)  # (size, n*cs), same for rows and columns
         # output window [lo, hi) of each cell row/column, and its weights
         self._win = []
         for k in range(n):
@@ -153,7 +191,7 @@ class ObservationRenderer:
         return hit
 
     def render(self, m: VSPMap, last_action: int | None = None) -> np.ndarray:
-        """``(size, size, 3)`` uint8, equal to ``resize_image(render_map(m, cell_size, last_action), size)``."""
+        """``(size, size, 3)`` uint8, equal to ``resize_image(render_map(m, cell_size, last_action), size, level, cell_pixels)``."""
         board = self.board(m)
         img = round_pixels(board)
         rows, cols, win = self.player_window(board, m, last_action)
@@ -161,7 +199,16 @@ class ObservationRenderer:
         return img
 
 
-@lru_cache(maxsize=32)
-def observation_renderer(level: int, size: int, cell_size: int = 64) -> ObservationRenderer:
-    """Shared :class:`ObservationRenderer` per ``(level, size, cell_size)`` (precomputation takes milliseconds)."""
-    return ObservationRenderer(level, size, cell_size)
+def observation_renderer(level: int, size: int, cell_size: int = 64, cell_pixels: int = 0) -> ObservationRenderer:
+    """Shared :class:`ObservationRenderer` per ``(level, size, cell_size, cell_pixels)`` (precomputation takes milliseconds)."""
+    return _observation_renderer(int(level), int(size), int(cell_size), int(cell_pixels))
+
+
+@lru_cache(maxsize=64)
+def _observation_renderer(level: int, size: int, cell_size: int, cell_pixels: int) -> ObservationRenderer:
+    return ObservationRenderer(level, size, cell_size, cell_pixels)
+
+
+def model_renderer(config, level: int) -> ObservationRenderer:
+    """The renderer of the images a model with ``config`` (a ``LatentUMConfig``) sees for ``level x level`` boards."""
+    return observation_renderer(level, config.image_size, cell_pixels=getattr(config, "cell_pixels", 0))

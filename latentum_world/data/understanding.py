@@ -42,12 +42,14 @@ class UnderstandingData:
     """Sampler of understanding examples.
 
     :param image_size: model image side (the env's ``rgb`` observation size).
+    :param cell_pixels: image layout (``LatentUMConfig.cell_pixels``; 0 = stretch the board).
     :param levels: board sizes to draw.
     :param hole_probs: hole probabilities to draw from (0.2: main task, 0.5: task1's density).
     :param weights: question kind -> sampling weight.
     """
 
     image_size: int = 128
+    cell_pixels: int = 0
     levels: tuple[int, ...] = LEVELS
     hole_probs: tuple[float, ...] = (0.2, 0.2, 0.5)
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
@@ -83,7 +85,14 @@ class UnderstandingData:
         return m, last
 
     def image(self, m: VSPMap, last_action: int | None) -> np.ndarray:
-        return observation_renderer(m.size, self.image_size).render(m, last_action)
+        return observation_renderer(m.size, self.image_size, cell_pixels=self.cell_pixels).render(m, last_action)
+
+    def check_model(self, config) -> None:
+        """Raise if images drawn here are not laid out like ``config`` (a ``LatentUMConfig``) expects."""
+        ours, theirs = (self.image_size, self.cell_pixels), (config.image_size, config.cell_pixels)
+        if ours != theirs:
+            raise ValueError(f"data images (image_size, cell_pixels) = {ours} but the model expects {theirs}; "
+                             f"set stage.data to the model's layout")
 
     # ------------------------------------------------------------------ examples
     def example(self, rng: np.random.Generator, kind: str) -> Example:

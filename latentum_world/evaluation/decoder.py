@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from envs.vsp.maps import LEVELS
 from latentum_world.data import prompts
+from envs.vsp.observation import content_side
 from latentum_world.data.understanding import Example, UnderstandingData
 from latentum_world.evaluation.answers import answer
 from latentum_world.evaluation.perception import heldout_rng
@@ -56,7 +57,7 @@ def evaluate_decoder(model, tokenizer, per_level: int = 100, seed: int = 2026112
     if per_level < 1:
         raise ValueError(f"per_level must be >= 1, got {per_level}")
     device = next(model.parameters()).device
-    data = UnderstandingData(image_size=model.config.image_size)
+    data = UnderstandingData(image_size=model.config.image_size, cell_pixels=model.config.cell_pixels)
     results = DecoderResults(model_name)
     totals = {"n": 0, "sq": 0.0, "dec": 0, "real": 0}
     for level in tqdm(levels, desc="decoder", disable=quiet):
@@ -75,7 +76,9 @@ def evaluate_decoder(model, tokenizer, per_level: int = 100, seed: int = 2026112
             examples = [Example(img, question, prompts.table_question(m)[1], "table", m) for img, (m, _) in zip(images, states)]
             preds = answer(model, tokenizer, examples, features="continuous", batch_size=batch_size)
             ok[name] = int(sum(p == ex.answer for p, ex in zip(preds, examples)))
-        sq = float(np.mean((decoded.astype(np.float64) / 255.0 - real.astype(np.float64) / 255.0) ** 2))
+        side = content_side(level, model.config.image_size, model.config.cell_pixels)  # the board, not the black margin
+        err = decoded[:, :side, :side].astype(np.float64) / 255.0 - real[:, :side, :side].astype(np.float64) / 255.0
+        sq = float(np.mean(err**2))
         results.per_level[level] = {"n": per_level, "psnr_db": 10.0 * np.log10(1.0 / max(sq, 1e-12)),
                                     "readout_decoded": ok["decoded"] / per_level, "readout_real": ok["real"] / per_level}
         totals["n"] += per_level

@@ -94,11 +94,12 @@ def benchmark_prompt(item: VSPItem) -> tuple[str, str]:
     raise ValueError(f"not a sub-task item: {item.task!r}")
 
 
-def benchmark_example(item: VSPItem, image_size: int) -> Example:
-    """The item's PNG resized to ``image_size`` and its question (see :func:`benchmark_prompt`)."""
+def benchmark_example(item: VSPItem, image_size: int, cell_pixels: int = 0) -> Example:
+    """The item's PNG resized to the model's layout (``image_size``, ``cell_pixels``) and its question
+    (see :func:`benchmark_prompt`)."""
     if item.image_path is None:
         raise FileNotFoundError(f"{item.task} item {item.split}/{item.level_name}/{item.index} has no img/{item.index}.png")
-    image = resize_image(load_png(item.image_path), image_size)
+    image = resize_image(load_png(item.image_path), image_size, level=item.level, cell_pixels=cell_pixels)
     question, gold = benchmark_prompt(item)
     board = item.map if item.map is not None else item.correct_candidate
     return Example(image, question, gold, item.task, board)
@@ -247,17 +248,17 @@ class PerceptionResults:
 def evaluate_benchmark(model, tokenizer, path: str | Path, features: str = "continuous", batch_size: int = 64,
                        quiet: bool = False) -> dict[str, dict[str, TaskReport]]:
     """Score the model on every task1 ... task4 item under ``path``: task -> split -> report."""
-    size = model.config.image_size
+    size, cell_pixels = model.config.image_size, model.config.cell_pixels
     out: dict[str, dict[str, TaskReport]] = {}
     for (task, split), items in load_benchmark_items(path).items():
-        examples = [benchmark_example(it, size) for it in items]
+        examples = [benchmark_example(it, size, cell_pixels) for it in items]
         preds = answer_all(model, tokenizer, examples, features, batch_size, f"{task} {split}", quiet)
         answers = {(item_level(it), it.index): to_benchmark_answer(task, p) for it, p in zip(items, preds)}
         out.setdefault(task, {})[split] = score_task_items(items, answers)
     return out
 
 
-def generated_examples(image_size: int, n: int, seed: int = DEFAULT_SEED, levels=LEVELS) -> dict[str, list[Example]]:
+def generated_examples(image_size: int, n: int, seed: int = DEFAULT_SEED, levels=LEVELS, cell_pixels: int = 0) -> dict[str, list[Example]]:
     """The held-out sets: ``n`` examples per level of every kind in ``TASKS`` (task4 is always 5x5, as the
     benchmark's), and under ``"readout"`` ``n`` benchmark-rule maps per level (hole probability 0.2, player at
     the start, elf facing down: the benchmark's image) asked for the whole table."""
@@ -265,10 +266,10 @@ def generated_examples(image_size: int, n: int, seed: int = DEFAULT_SEED, levels
     for k, kind in enumerate(TASKS):
         sets[kind] = []
         for level in levels:
-            data = UnderstandingData(image_size=image_size, levels=(level,))
+            data = UnderstandingData(image_size=image_size, cell_pixels=cell_pixels, levels=(level,))
             rng = heldout_rng(seed, 1 + k, level)
             sets[kind].extend(data.example(rng, kind) for _ in range(n))
-    data = UnderstandingData(image_size=image_size)
+    data = UnderstandingData(image_size=image_size, cell_pixels=cell_pixels)
     sets["readout"] = []
     for level in levels:
         rng = heldout_rng(seed, READOUT_PART, level)
@@ -295,7 +296,7 @@ def codebook_usage(model, images: list[np.ndarray], batch_size: int = 256) -> Co
 def evaluate_generated(model, tokenizer, n: int = DEFAULT_GENERATED, seed: int = DEFAULT_SEED, features: str = "continuous",
                        batch_size: int = 64, quiet: bool = False) -> tuple[dict, dict, CodebookUsage]:
     """``(kinds, readout, codebooks)`` of :class:`PerceptionResults` on :func:`generated_examples`."""
-    sets = generated_examples(model.config.image_size, n, seed)
+    sets = generated_examples(model.config.image_size, n, seed, cell_pixels=model.config.cell_pixels)
     kinds: dict[str, dict[int, Tally]] = {}
     readout: dict[int, Tally] = {}
     for name, examples in sets.items():

@@ -1,7 +1,7 @@
 """World-model evaluation: how far open-loop imagination stays true to the real maze.
 
 Every episode starts from a REAL first frame (the board rendered as the model sees images,
-:func:`~envs.vsp.observation.observation_renderer`, elf facing down, which is exactly the benchmark PNG
+:func:`~envs.vsp.observation.model_renderer`, elf facing down, which is exactly the benchmark PNG
 resized). The :class:`~latentum_world.world.model.LatentWorldModel` then imagines ``horizon`` transitions
 open-loop (it never sees another real frame), while the real maze is stepped alongside with the same
 actions. The policy acts on the REAL state: uniform random actions, or the BFS shortest path of the real
@@ -36,7 +36,7 @@ import torch
 from tqdm import tqdm
 
 from envs.vsp.maps import LEVELS, VSPMap, generate_map
-from envs.vsp.observation import observation_renderer
+from envs.vsp.observation import model_renderer
 from envs.vsp.scoring import Tally, aligned_table, format_accuracy
 from latentum_world.data.rollouts import choose_action
 from latentum_world.evaluation.perception import DEFAULT_GENERATED, DEFAULT_SEED, heldout_rng
@@ -243,8 +243,8 @@ class WorldModelResults:
 
 
 # ---------------------------------------------------------------------------- evaluation
-def _images(maps: list[VSPMap], last_actions: list[int | None], size: int) -> torch.Tensor:
-    return torch.from_numpy(np.stack([observation_renderer(m.size, size).render(m, a) for m, a in zip(maps, last_actions)]))
+def _images(maps: list[VSPMap], last_actions: list[int | None], config) -> torch.Tensor:
+    return torch.from_numpy(np.stack([model_renderer(config, m.size).render(m, a) for m, a in zip(maps, last_actions)]))
 
 
 def _sync(device: torch.device) -> None:
@@ -255,10 +255,10 @@ def _sync(device: torch.device) -> None:
 def rollout_batch(world_model, starts: list[StartState], first_index: int, results: WorldModelResults) -> None:
     """Roll one batch of episodes (episode ``first_index + i`` is ``starts[i]``) and add its comparisons to ``results``."""
     wm, horizon, policy = world_model, results.horizon, results.policy
-    size = wm.model.config.image_size
+    config = wm.model.config
     maps = [s.map for s in starts]
     rngs = [action_rng(results.seed, first_index + i) for i in range(len(starts))]
-    wm.reset(_images(maps, [None] * len(maps), size))
+    wm.reset(_images(maps, [None] * len(maps), config))
     running = [not m.terminal for m in maps]  # a start on the goal or in a hole has nothing to imagine
     for depth in range(1, horizon + 1):
         if not any(running):
@@ -273,7 +273,7 @@ def rollout_batch(world_model, starts: list[StartState], first_index: int, resul
         maps = [m if m.terminal else m.move(a) for m, a in zip(maps, actions)]  # ended episodes stay put
         rows = [i for i, r in enumerate(running) if r]
         real = [maps[i] for i in rows]
-        _, real_codes = wm.encode(_images(real, [actions[i] for i in rows], size))
+        _, real_codes = wm.encode(_images(real, [actions[i] for i in rows], config))
         idx = torch.tensor(rows, dtype=torch.long, device=wm.device)
         boards = wm.read_board(wm.state_embeds[idx])
         eq = out.codes[idx].to(real_codes.device) == real_codes  # (n, P, K)

@@ -16,6 +16,11 @@ class LatentUMConfig(PretrainedConfig):
     move then changes the codes of the few positions around the player, not every code ("global":
     ordinary ViT attention over all patches).
 
+    ``cell_pixels`` is the image layout (:mod:`envs.vsp.observation`): ``0`` stretches the board over the
+    whole image; ``k > 0`` gives every maze cell ``k x k`` pixels from the top-left corner (black
+    beyond the board), so with ``k = patch_size`` each cell is one ViT patch and cell ``(r, c)`` sits at
+    the same place at every level.
+
     Language model (the understanding branch; MoME adds its generation copies): ``hidden_size`` wide,
     ``num_layers`` deep, RMSNorm, rotary positions, SwiGLU MLP.
 
@@ -35,6 +40,7 @@ class LatentUMConfig(PretrainedConfig):
         vision_heads: int = 4,
         vision_mlp: int = 512,
         vision_attention: str = "global",
+        cell_pixels: int = 0,
         vocab_size: int = 187,
         hidden_size: int = 128,
         num_layers: int = 4,
@@ -67,13 +73,15 @@ class LatentUMConfig(PretrainedConfig):
             raise ValueError(f"image_size {image_size} must be a multiple of patch_size*shuffle = {patch_size * shuffle}")
         if vision_attention not in ("global", "local"):
             raise ValueError(f"vision_attention must be 'global' or 'local', got {vision_attention!r}")
+        if not isinstance(cell_pixels, int) or cell_pixels < 0 or cell_pixels > image_size:
+            raise ValueError(f"cell_pixels must be an int in [0, image_size], got {cell_pixels!r}")
         if code_dim % num_codebooks:
             raise ValueError(f"code_dim {code_dim} must split evenly over {num_codebooks} codebooks")
         if hidden_size % num_heads or vision_hidden % vision_heads:
             raise ValueError("hidden sizes must be multiples of their head counts")
         self.image_size, self.patch_size, self.shuffle = image_size, patch_size, shuffle
         self.vision_hidden, self.vision_layers, self.vision_heads, self.vision_mlp = vision_hidden, vision_layers, vision_heads, vision_mlp
-        self.vision_attention = vision_attention
+        self.vision_attention, self.cell_pixels = vision_attention, cell_pixels
         self.hidden_size, self.num_layers, self.num_heads, self.mlp_size = hidden_size, num_layers, num_heads, mlp_size
         self.rope_theta, self.rms_eps, self.max_position = rope_theta, rms_eps, max_position
         self.code_dim, self.num_codebooks, self.codebook_size = code_dim, num_codebooks, codebook_size

@@ -19,7 +19,7 @@ class DecoderStage:
     def __init__(self, cfg: DictConfig):
         self.cfg, self.sc = cfg, cfg.stage
         data = OmegaConf.to_container(self.sc.data, resolve=True)
-        self.data = UnderstandingData(image_size=data["image_size"], weights={"table": 1.0})
+        self.data = UnderstandingData(image_size=data["image_size"], cell_pixels=data.get("cell_pixels", 0), weights={"table": 1.0})
 
     def build(self, ckpt: Path | None):
         source = self.cfg.init_from or self.sc.init_from
@@ -27,6 +27,7 @@ class DecoderStage:
             raise ValueError("stage decoder needs the model whose codes it decodes: set init_from=<model dir>")
         self.world, tok = load_model(source)
         self.world.eval().requires_grad_(False)  # frozen: no gradient ever reaches the model
+        self.data.check_model(self.world.config)
         if ckpt is not None:
             decoder = PixelDecoder.from_pretrained(ckpt)
         else:

@@ -44,7 +44,8 @@ class UnderstandingStage:
     def __init__(self, cfg: DictConfig):
         self.cfg, self.sc = cfg, cfg.stage
         data = OmegaConf.to_container(self.sc.data, resolve=True)
-        self.data = UnderstandingData(image_size=data["image_size"], hole_probs=tuple(data["hole_probs"]), weights=data["weights"])
+        self.data = UnderstandingData(image_size=data["image_size"], cell_pixels=data.get("cell_pixels", 0),
+                                      hole_probs=tuple(data["hole_probs"]), weights=data["weights"])
         self._eval_examples = None
 
     def batch(self, step: int, rank: int) -> dict:
@@ -63,8 +64,7 @@ class UnderstandingStage:
 
     def _finish_build(self, model: LatentUMModel, tokenizer) -> tuple[LatentUMModel, LatentUMTokenizer]:
         self.tokenizer, self.positions, self.model_config = tokenizer, model.config.latent_positions, model.config
-        if self.data.image_size != model.config.image_size:
-            raise ValueError(f"data image_size {self.data.image_size} != model image_size {model.config.image_size}")
+        self.data.check_model(model.config)
         return model, tokenizer
 
 

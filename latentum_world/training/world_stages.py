@@ -43,8 +43,7 @@ class GenerationStage:
     def __init__(self, cfg: DictConfig):
         self.cfg, self.sc = cfg, cfg.stage
         data = OmegaConf.to_container(self.sc.data, resolve=True)
-        self.data = UnderstandingData(image_size=data["image_size"], weights={"table": 1.0})
-        self.image_size = data["image_size"]
+        self.data = UnderstandingData(image_size=data["image_size"], cell_pixels=data.get("cell_pixels", 0), weights={"table": 1.0})
 
     def _load(self, ckpt: Path | None):
         source = ckpt or self.cfg.init_from or self.sc.init_from
@@ -54,6 +53,7 @@ class GenerationStage:
         if not model.config.generation_branch:
             model.add_generation_branch()
         self.tokenizer, self.model_config = tok, model.config
+        self.data.check_model(model.config)
         return model, tok
 
     @torch.no_grad()
@@ -131,7 +131,7 @@ class WorldStage(GenerationStage):
         return self.batch_from(rng, self.sc.batch_size)
 
     def text_batch(self, rng, size) -> dict:
-        data = UnderstandingData(image_size=self.image_size, weights=dict(self.sc.text_weights))
+        data = UnderstandingData(image_size=self.data.image_size, cell_pixels=self.data.cell_pixels, weights=dict(self.sc.text_weights))
         out = collate(self.tokenizer, data.batch(rng, size), self.model_config.latent_positions)
         out["phase"] = "text"
         out["noise_seed"] = int(rng.integers(2**31))
