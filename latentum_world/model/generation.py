@@ -56,9 +56,8 @@ def generate_state(model, cache: KVCache, sampling: Sampling | None = None, rein
     device = cache.key_valid.device
     before = cache.length
     ones = torch.ones(b, 1, dtype=torch.long, device=device)
-    gen = torch.ones(b, 1, dtype=torch.bool, device=device)
     x = model.language_model.embed_tokens(torch.full((b, 1), c.img_start_id, device=device))
-    h = model.language_model(x, ones, gen_mask=gen, cache=cache)[:, -1]  # (B, d) at <img>: predicts position 0
+    h = model.language_model(x, ones, gen_mask=True, cache=cache)[:, -1]  # (B, d) at <img>: predicts position 0
     codes = []
     for j in range(c.latent_positions):
         cj = model.depth_head.sample(h, sampling)  # (B, K)
@@ -66,7 +65,7 @@ def generate_state(model, cache: KVCache, sampling: Sampling | None = None, rein
         if j == c.latent_positions - 1:
             break
         x = model.slot_embeddings(model.project_latents(cj)[:, None], start=j)  # (B, 1, d): latent j in slot j
-        h = model.language_model(x, ones, gen_mask=gen, cache=cache)[:, -1]
+        h = model.language_model(x, ones, gen_mask=True, cache=cache)[:, -1]
     codes = torch.stack(codes, dim=1)  # (B, P, K)
     cache.crop(before)  # drop the generation branch's keys/values: the roll-back
     if reingest:

@@ -115,9 +115,17 @@ class KVCache:
         return new
 
 
-def route(x: torch.Tensor, gen_mask: torch.Tensor | None, text_fn, vision_fn) -> torch.Tensor:
-    """Hard MoME routing of ``x`` ``(B, T, ...)``: ``vision_fn`` where ``gen_mask`` ``(B, T)`` is set, else ``text_fn``."""
-    if gen_mask is None or vision_fn is None or not bool(gen_mask.any()):
+def route(x: torch.Tensor, gen_mask: torch.Tensor | bool | None, text_fn, vision_fn) -> torch.Tensor:
+    """Hard MoME routing of ``x`` ``(B, T, ...)``: ``vision_fn`` where ``gen_mask`` ``(B, T)`` is set, else ``text_fn``.
+
+    ``gen_mask=True`` routes every token to the generation branch (the imagination loop) without
+    inspecting a mask; ``None`` / ``False`` route every token to the understanding branch.
+    """
+    if vision_fn is None or gen_mask is None or gen_mask is False:
+        return text_fn(x)
+    if gen_mask is True:
+        return vision_fn(x)
+    if not bool(gen_mask.any()):
         return text_fn(x)
     if bool(gen_mask.all()):
         return vision_fn(x)
@@ -128,6 +136,24 @@ def route(x: torch.Tensor, gen_mask: torch.Tensor | None, text_fn, vision_fn) ->
     return out
 
 
+def fused_linear(owner: nn.Module, key: str, linears: list[nn.Linear], x: torch.Tensor) -> torch.Tensor:
+    """``cat([l(x) for l in linears], -1)`` as ONE matmul when no gradient is recorded (inference).
+
+    The concatenated weight is cached on ``owner`` and rebuilt whenever a weight is replaced, moved or
+    updated in place (tracked by storage pointer and version counter), so it never goes stale. With
+    gradients on (training) the separate layers run, so parameters and their gradients are untouched.
+    Bias-free layers only.
+    """
+    if torch.is_grad_enabled():
+        return torch.cat([lin(x) for lin in linears], dim=-1)
+    stamp = tuple((lin.weight.data_ptr(), lin.weight._version, lin.weight.dtype) for lin in linears)
+    cache = owner.__dict__.setdefault("_fused_weights", {})
+    hit = cache.get(key)
+    if hit is None or hit[0] != stamp:
+        hit = cache[key] = (stamp, torch.cat([lin.weight for lin in linears], dim=0))
+    return F.linear(x, hit[1])
+
+
 class SwiGLU(nn.Module):
     def __init__(self, dim: int, hidden: int):
         super().__init__()
@@ -136,7 +162,10 @@ class SwiGLU(nn.Module):
         self.down = nn.Linear(hidden, dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down(F.silu(self.gate(x)) * self.up(x))
+        if torch.is_grad_enabled():
+            return self.down(F.silu(self.gate(x)) * self.up(x))
+        gate, up = fused_linear(self, "gate_up", [self.gate, self.up], x).chunk(2, dim=-1)  # inference: one matmul
+        return self.down(F.silu(gate) * up)
 
 
 class MoMEAttention(nn.Module):
@@ -163,18 +192,18 @@ class MoMEAttention(nn.Module):
         b, t, d = x.shape
         gm = gen_mask if self.has_vision else None
 
-        def heads(name: str) -> torch.Tensor:
-            proj, norm = getattr(self, f"{name}_proj"), getattr(self, f"{name}_norm")
-            text_fn = lambda z: norm(proj(z).view(*z.shape[:-1], self.h, self.hd))  # noqa: E731
-            vision_fn = None
-            if gm is not None:
-                vp, vn = self._branch(f"{name}_proj"), self._branch(f"{name}_norm")
-                vision_fn = lambda z: vn(vp(z).view(*z.shape[:-1], self.h, self.hd))  # noqa: E731
-            return route(x, gm, text_fn, vision_fn).transpose(1, 2)  # (B, h, T, hd)
+        def branch_qkv(suffix: str):
+            projs = [getattr(self, f"{n}_proj{suffix}") for n in "qkv"]
+            q_norm, k_norm = getattr(self, f"q_norm{suffix}"), getattr(self, f"k_norm{suffix}")
 
-        q, k = heads("q"), heads("k")
-        v = route(x, gm, self.v_proj, self._branch("v_proj") if gm is not None else None)
-        v = v.view(b, t, self.h, self.hd).transpose(1, 2)  # (B, h, T, hd)
+            def fn(z: torch.Tensor) -> torch.Tensor:  # (..., d) -> (..., 3, h, hd): normed q, normed k, v
+                q, k, v = fused_linear(self, "qkv" + suffix, projs, z).view(*z.shape[:-1], 3, self.h, self.hd).unbind(-3)
+                return torch.stack([q_norm(q), k_norm(k), v], dim=-3)
+
+            return fn
+
+        qkv = route(x, gm, branch_qkv(""), branch_qkv("_vision") if gm is not None else None)  # (B, T, 3, h, hd)
+        q, k, v = qkv.transpose(1, 3).unbind(2)  # 3 x (B, h, T, hd)
         q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
         if cache is not None:
             k, v = cache.update(layer, k, v)  # (B, h, S, hd)
@@ -248,8 +277,8 @@ class LanguageModel(nn.Module):
             prev = key_valid[:, :past].sum(1, keepdim=True) if past else torch.zeros(b, 1, dtype=torch.long, device=valid.device)
             positions = prev + valid.long().cumsum(1) - 1  # (B, T)
             positions = positions.clamp(min=0)
-        if attn_mask is None:
-            attn_mask = causal_mask(key_valid, t, past)
+        if attn_mask is None and not (t == 1 and bool(key_valid.all())):
+            attn_mask = causal_mask(key_valid, t, past)  # (one new token over unpadded keys sees them all: no mask)
         rope = rotary_tables(positions, self.config.head_dim, self.config.rope_theta, inputs_embeds.dtype)
         x = inputs_embeds
         for i, layer in enumerate(self.layers):
