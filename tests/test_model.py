@@ -8,6 +8,7 @@ from envs.vsp.maps import generate_map
 from latentum_world.data.understanding import Example, UnderstandingData, collate
 from latentum_world.model.config import LatentUMConfig
 from latentum_world.model.language import KVCache
+from latentum_world.model.probe import probe_targets
 from latentum_world.model.mbaq import MBAQuantizer, VectorQuantizer, codebook_perplexity
 from latentum_world.model.modeling import LatentUMModel
 from latentum_world.model.vision import VisionEncoder
@@ -185,3 +186,19 @@ def test_fused_inference_projections_match_training_path_and_follow_weight_updat
     # gen_mask=True (the imagination loop's shortcut) is the all-generation mask
     with torch.no_grad():
         torch.testing.assert_close(lm(x, gen_mask=True), lm(x, gen_mask=torch.ones(2, 5, dtype=torch.bool)))
+
+
+def test_probe_targets_follow_the_image_layout():
+    """Cell-aligned (16 px per cell): patch (i, j) is cell (i, j) up to the level, "outside" beyond it."""
+    from envs.vsp.maps import VSPMap
+    from latentum_world.model.probe import NUM_CELL_CODES, OUTSIDE, VisionProbe
+
+    m = VSPMap(3, player=(2, 0), goal=(1, 2), holes=frozenset({(0, 0), (0, 1)}))
+    cfg = LatentUMConfig(cell_pixels=16)  # 8 x 8 patches, shuffle 2
+    t = probe_targets(m, cfg)  # (16 positions, 4 patches) in pixel-shuffle order
+    grid = t.reshape(4, 4, 2, 2).transpose(0, 2, 1, 3).reshape(8, 8)  # back to the 8 x 8 patch grid
+    np.testing.assert_array_equal(grid[:3, :3], m.to_grid())
+    assert (grid[3:] == OUTSIDE).all() and (grid[:, 3:] == OUTSIDE).all()
+    assert VisionProbe(cfg).num_codes == NUM_CELL_CODES + 1
+    stretched = probe_targets(m, LatentUMConfig(cell_pixels=0))  # the board fills the image: no outside
+    assert (stretched != OUTSIDE).all() and VisionProbe(LatentUMConfig()).num_codes == NUM_CELL_CODES
