@@ -109,3 +109,12 @@ def test_decoder_stage_feature_loss_reaches_only_the_decoder(mbaq_model, tmp_pat
     assert metrics["losses/feature"] > 0 and loss.item() > metrics["losses/mse"]
     assert all(p.grad is not None for p in decoder.parameters())
     assert all(p.grad is None for p in stage.world.parameters())  # the model stays frozen
+
+
+def test_text_steps_are_interleaved_with_text_every():
+    cfg = compose_config("world", FAST + ["stage.text_steps=3", "stage.text_every=4", "stage.steps=20"])
+    stage = STAGES["world"](cfg)
+    phases = "".join("t" if stage.in_text_phase(s) else "g" for s in range(15))
+    assert phases == "tttgggtgggtgggt"
+    cfg = compose_config("world", FAST + ["stage.text_steps=2", "stage.text_every=0"])
+    assert [STAGES["world"](cfg).in_text_phase(s) for s in range(5)] == [True, True, False, False, False]

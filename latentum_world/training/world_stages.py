@@ -9,7 +9,7 @@ language-model text weights, norms, embeddings, text head) never trains here.
 * ``world`` first adapts the understanding side to imagined states (``text_steps``: only
   ``visual_projector`` trains, on questions about states given as codes, ``text_code_noise`` of them
   replaced at random), then trains the
-  generation branch on real rollouts ``<img> s_t </img> a_t <img> s_t+1 ...`` with dual-sequence
+  generation branch (with a text step every ``text_every`` steps) on real rollouts ``<img> s_t </img> a_t <img> s_t+1 ...`` with dual-sequence
   teacher forcing (``code_noise`` on the understanding copies of earlier states).
 """
 
@@ -122,7 +122,13 @@ class WorldStage(GenerationStage):
         return [p for n, p in model.named_parameters() if is_generation_param(n) or n.startswith("visual_projector.")]
 
     def in_text_phase(self, step: int) -> bool:
-        return step < self.sc.text_steps
+        """The first ``text_steps`` steps, then every ``text_every``-th step (0: never): ``visual_projector``
+        feeds both the generation branch and the understanding branch's re-reading of imagined states,
+        so generation training moves it and interleaved text steps keep the reading calibrated."""
+        if step < self.sc.text_steps:
+            return True
+        every = int(self.sc.get("text_every", 0))
+        return every > 0 and (step - self.sc.text_steps) % every == every - 1
 
     def batch(self, step: int, rank: int) -> dict:
         rng = batch_rng(self.cfg.seed, step, rank)
