@@ -202,3 +202,20 @@ def test_probe_targets_follow_the_image_layout():
     assert VisionProbe(cfg).num_codes == NUM_CELL_CODES + 1
     stretched = probe_targets(m, LatentUMConfig(cell_pixels=0))  # the board fills the image: no outside
     assert (stretched != OUTSIDE).all() and VisionProbe(LatentUMConfig()).num_codes == NUM_CELL_CODES
+
+
+def test_on_goal_and_in_hole_confusers():
+    """confusers=c: about c of the on_goal questions show the player in a hole (answer No), and of the
+    in_hole questions the player on the goal; without them in-hole states are rare among on_goal questions."""
+    rng = np.random.default_rng(0)
+    for kind, other in (("on_goal", "in_hole"), ("in_hole", "on_goal")):
+        data = UnderstandingData(cell_pixels=16, confusers=0.25)
+        exs = [data.example(rng, kind) for _ in range(800)]
+        confused = [ex for ex in exs if getattr(ex.map, other)]
+        assert 0.18 < len(confused) / len(exs) < 0.32
+        assert all(ex.answer.strip() == "No" for ex in confused)
+        assert 0.45 < np.mean([ex.answer.strip() == "Yes" for ex in exs]) < 0.55
+    plain = [UnderstandingData(cell_pixels=16).example(rng, "on_goal") for _ in range(800)]
+    assert np.mean([ex.map.in_hole for ex in plain]) < 0.12  # without confusers holes come from random_state only
+    with pytest.raises(ValueError, match="confusers"):
+        UnderstandingData(confusers=0.7)

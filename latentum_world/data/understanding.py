@@ -43,6 +43,10 @@ class UnderstandingData:
 
     :param image_size: model image side (the env's ``rgb`` observation size).
     :param cell_pixels: image layout (``LatentUMConfig.cell_pixels``; 0 = stretch the board).
+    :param confusers: share of the on_goal / in_hole questions whose answer is No although the player
+        stands on the OTHER special cell (in a hole when asked about the goal, on the goal when asked
+        about a hole). Without them a model can learn "unusual player sprite -> Yes" for both questions;
+        the first cell-aligned model did, and its reward said Yes in every hole.
     :param levels: board sizes to draw.
     :param hole_probs: hole probabilities to draw from (0.2: main task, 0.5: task1's density).
     :param weights: question kind -> sampling weight.
@@ -50,11 +54,14 @@ class UnderstandingData:
 
     image_size: int = 128
     cell_pixels: int = 0
+    confusers: float = 0.0
     levels: tuple[int, ...] = LEVELS
     hole_probs: tuple[float, ...] = (0.2, 0.2, 0.5)
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.confusers <= 0.5:
+            raise ValueError(f"confusers must be in [0, 0.5] (half the questions are the Yes case), got {self.confusers}")
         unknown = set(self.weights) - set(TASKS)
         if unknown:
             raise ValueError(f"unknown question kinds {sorted(unknown)}; known: {TASKS}")
@@ -115,6 +122,9 @@ class UnderstandingData:
             # balanced yes/no: these two answers are the world model's reward and termination, and the
             # states they say yes to are rare in random_state (1 in 8 each)
             m = m.with_player(m.goal) if kind == "on_goal" or not m.holes else m.with_player(m.sorted_holes()[rng.integers(len(m.holes))])
+        elif kind in ("on_goal", "in_hole") and self.confusers > 0 and rng.random() < 2 * self.confusers:
+            # a No whose player sprite is the other special one (2x: this branch sees half the questions)
+            m = m.with_player(m.goal) if kind == "in_hole" or not m.holes else m.with_player(m.sorted_holes()[rng.integers(len(m.holes))])
         if kind == "task2":
             while m.on_goal:
                 m, last = self.random_state(rng)

@@ -137,7 +137,8 @@ class WorldStage(GenerationStage):
         return self.batch_from(rng, self.sc.batch_size)
 
     def text_batch(self, rng, size) -> dict:
-        data = UnderstandingData(image_size=self.data.image_size, cell_pixels=self.data.cell_pixels, weights=dict(self.sc.text_weights))
+        data = UnderstandingData(image_size=self.data.image_size, cell_pixels=self.data.cell_pixels, weights=dict(self.sc.text_weights),
+                                 confusers=float(self.sc.data.get("confusers", 0.0)))
         out = collate(self.tokenizer, data.batch(rng, size), self.model_config.latent_positions)
         out["phase"] = "text"
         out["noise_seed"] = int(rng.integers(2**31))
