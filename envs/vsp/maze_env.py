@@ -124,6 +124,7 @@ class VSPMazeEnv(gym.Env):
         self.map: VSPMap | None = None
         self.last_action: int | None = None
         self.elapsed_steps = 0
+        self._renderer = None  # the observation renderer of the current level (rgb, latent, tokens)
         self._board: np.ndarray | None = None  # resized board without the player (rgb only)
         self._board_u8: np.ndarray | None = None
         self._windows: dict = {}  # (player cell, last action) -> rounded observation window, for this board
@@ -135,7 +136,8 @@ class VSPMazeEnv(gym.Env):
         self.last_action = None
         self.elapsed_steps = 0
         if self.obs_type != "grid":
-            self._board, self._board_u8, self._windows = observation_renderer(self.map.size, self.obs_size, cell_pixels=self.cell_pixels).cached_board(self.map)
+            self._renderer = observation_renderer(self.map.size, self.obs_size, cell_pixels=self.cell_pixels)
+            self._board, self._board_u8, self._windows = self._renderer.cached_board(self.map)
         return self._observation(), self._info()
 
     def step(self, action):
@@ -179,8 +181,7 @@ class VSPMazeEnv(gym.Env):
         key = (self.map.player, self.last_action)
         patch = self._windows.get(key)
         if patch is None:
-            renderer = observation_renderer(self.map.size, self.obs_size, cell_pixels=self.cell_pixels)
-            patch = self._windows[key] = renderer.player_window(self._board, self.map, self.last_action)
+            patch = self._windows[key] = self._renderer.player_window(self._board, self.map, self.last_action)
         obs = self._board_u8.copy()
         rows, cols, win = patch
         obs[rows, cols] = win

@@ -211,4 +211,4 @@ def _observation_renderer(level: int, size: int, cell_size: int, cell_pixels: in
 
 def model_renderer(config, level: int) -> ObservationRenderer:
     """The renderer of the images a model with ``config`` (a ``LatentUMConfig``) sees for ``level x level`` boards."""
-    return observation_renderer(level, config.image_size, cell_pixels=getattr(config, "cell_pixels", 0))
+    return observation_renderer(level, config.image_size, cell_pixels=config.cell_pixels)

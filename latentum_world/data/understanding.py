@@ -9,7 +9,7 @@ mixed by ``weights`` within a batch (task3, four tables long, gets batches of it
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
@@ -94,6 +94,16 @@ class UnderstandingData:
     def image(self, m: VSPMap, last_action: int | None) -> np.ndarray:
         return observation_renderer(m.size, self.image_size, cell_pixels=self.cell_pixels).render(m, last_action)
 
+    @classmethod
+    def from_stage(cls, data: dict, **overrides) -> "UnderstandingData":
+        """From a stage's resolved ``data`` config (``image_size``, ``cell_pixels``, ...); ``overrides`` win."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown stage.data keys {sorted(unknown)}; known: {sorted(known)}")
+        kw = {k: tuple(v) if k in ("levels", "hole_probs") else v for k, v in data.items()}
+        return cls(**{**kw, **overrides})
+
     def check_model(self, config) -> None:
         """Raise if images drawn here are not laid out like ``config`` (a ``LatentUMConfig``) expects."""
         ours, theirs = (self.image_size, self.cell_pixels), (config.image_size, config.cell_pixels)
@@ -121,10 +131,10 @@ class UnderstandingData:
         if kind in ("on_goal", "in_hole") and rng.random() < 0.5:
             # balanced yes/no: these two answers are the world model's reward and termination, and the
             # states they say yes to are rare in random_state (1 in 8 each)
-            m = m.with_player(m.goal) if kind == "on_goal" or not m.holes else m.with_player(m.sorted_holes()[rng.integers(len(m.holes))])
+            m = _on_special_cell(m, rng, goal=kind == "on_goal")
         elif kind in ("on_goal", "in_hole") and self.confusers > 0 and rng.random() < 2 * self.confusers:
             # a No whose player sprite is the other special one (2x: this branch sees half the questions)
-            m = m.with_player(m.goal) if kind == "in_hole" or not m.holes else m.with_player(m.sorted_holes()[rng.integers(len(m.holes))])
+            m = _on_special_cell(m, rng, goal=kind == "in_hole")
         if kind == "task2":
             while m.on_goal:
                 m, last = self.random_state(rng)
@@ -209,3 +219,10 @@ def collate(tokenizer, examples: list[Example], positions: int, with_answers: bo
         mask[i, sl] = 1
     images = torch.from_numpy(np.stack([ex.image for ex in examples]))
     return {"input_ids": ids, "attention_mask": mask, "labels": lab, "images": images}
+
+
+def _on_special_cell(m: VSPMap, rng: np.random.Generator, goal: bool) -> VSPMap:
+    """``m`` with the player on the goal (``goal``, or when there is no hole), else in a random hole."""
+    if goal or not m.holes:
+        return m.with_player(m.goal)
+    return m.with_player(m.sorted_holes()[rng.integers(len(m.holes))])

@@ -18,8 +18,8 @@ import torch
 from tqdm import tqdm
 
 from envs.vsp.maps import LEVELS
-from latentum_world.data import prompts
 from envs.vsp.observation import content_side
+from latentum_world.data import prompts
 from latentum_world.data.understanding import Example, UnderstandingData
 from latentum_world.evaluation.answers import answer
 from latentum_world.evaluation.perception import heldout_rng
@@ -45,10 +45,18 @@ class DecoderResults:
         return "\n".join(rows)
 
 
-def psnr_db(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR of uint8 images ``a`` against ``b`` (pixel values scaled to [0, 1]), from their mean squared error."""
-    mse = float(np.mean((a.astype(np.float64) / 255.0 - b.astype(np.float64) / 255.0) ** 2))
+def mean_squared_error(a: np.ndarray, b: np.ndarray) -> float:
+    """MSE of uint8 images ``a`` against ``b``, pixel values scaled to [0, 1]."""
+    return float(np.mean((a.astype(np.float64) / 255.0 - b.astype(np.float64) / 255.0) ** 2))
+
+
+def psnr_from_mse(mse: float) -> float:
     return float("inf") if mse == 0 else 10.0 * np.log10(1.0 / mse)
+
+
+def psnr_db(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR of uint8 images ``a`` against ``b`` (pixel values scaled to [0, 1])."""
+    return psnr_from_mse(mean_squared_error(a, b))
 
 
 @torch.no_grad()
@@ -77,15 +85,14 @@ def evaluate_decoder(model, tokenizer, per_level: int = 100, seed: int = 2026112
             preds = answer(model, tokenizer, examples, features="continuous", batch_size=batch_size)
             ok[name] = int(sum(p == ex.answer for p, ex in zip(preds, examples)))
         side = content_side(level, model.config.image_size, model.config.cell_pixels)  # the board, not the black margin
-        err = decoded[:, :side, :side].astype(np.float64) / 255.0 - real[:, :side, :side].astype(np.float64) / 255.0
-        sq = float(np.mean(err**2))
-        results.per_level[level] = {"n": per_level, "psnr_db": 10.0 * np.log10(1.0 / max(sq, 1e-12)),
+        sq = mean_squared_error(decoded[:, :side, :side], real[:, :side, :side])
+        results.per_level[level] = {"n": per_level, "psnr_db": psnr_from_mse(sq),
                                     "readout_decoded": ok["decoded"] / per_level, "readout_real": ok["real"] / per_level}
         totals["n"] += per_level
         totals["sq"] += sq * per_level
         totals["dec"] += ok["decoded"]
         totals["real"] += ok["real"]
     n = totals["n"]
-    results.overall = {"n": n, "psnr_db": 10.0 * np.log10(1.0 / max(totals["sq"] / n, 1e-12)),
+    results.overall = {"n": n, "psnr_db": psnr_from_mse(totals["sq"] / n),
                        "readout_decoded": totals["dec"] / n, "readout_real": totals["real"] / n}
     return results

@@ -19,7 +19,7 @@ class DecoderStage:
     def __init__(self, cfg: DictConfig):
         self.cfg, self.sc = cfg, cfg.stage
         data = OmegaConf.to_container(self.sc.data, resolve=True)
-        self.data = UnderstandingData(image_size=data["image_size"], cell_pixels=data.get("cell_pixels", 0), weights={"table": 1.0})
+        self.data = UnderstandingData.from_stage(data, weights={"table": 1.0})
 
     def build(self, ckpt: Path | None):
         source = self.cfg.init_from or self.sc.init_from

@@ -44,9 +44,7 @@ class UnderstandingStage:
     def __init__(self, cfg: DictConfig):
         self.cfg, self.sc = cfg, cfg.stage
         data = OmegaConf.to_container(self.sc.data, resolve=True)
-        self.data = UnderstandingData(image_size=data["image_size"], cell_pixels=data.get("cell_pixels", 0),
-                                      hole_probs=tuple(data["hole_probs"]), weights=data["weights"],
-                                      confusers=float(data.get("confusers", 0.0)))
+        self.data = UnderstandingData.from_stage(data)
         self._eval_examples = None
 
     def batch(self, step: int, rank: int) -> dict:

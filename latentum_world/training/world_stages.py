@@ -15,6 +15,7 @@ language-model text weights, norms, embeddings, text head) never trains here.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,7 @@ class GenerationStage:
     def __init__(self, cfg: DictConfig):
         self.cfg, self.sc = cfg, cfg.stage
         data = OmegaConf.to_container(self.sc.data, resolve=True)
-        self.data = UnderstandingData(image_size=data["image_size"], cell_pixels=data.get("cell_pixels", 0), weights={"table": 1.0})
+        self.data = UnderstandingData.from_stage(data, weights={"table": 1.0})
 
     def _load(self, ckpt: Path | None):
         source = ckpt or self.cfg.init_from or self.sc.init_from
@@ -54,6 +55,8 @@ class GenerationStage:
             model.add_generation_branch()
         self.tokenizer, self.model_config = tok, model.config
         self.data.check_model(model.config)
+        if "text_weights" in self.sc:  # world: the questions of its text steps, about the same images
+            self.text_data = replace(self.data, weights=dict(self.sc.text_weights))
         return model, tok
 
     @torch.no_grad()
@@ -137,9 +140,7 @@ class WorldStage(GenerationStage):
         return self.batch_from(rng, self.sc.batch_size)
 
     def text_batch(self, rng, size) -> dict:
-        data = UnderstandingData(image_size=self.data.image_size, cell_pixels=self.data.cell_pixels, weights=dict(self.sc.text_weights),
-                                 confusers=float(self.sc.data.get("confusers", 0.0)))
-        out = collate(self.tokenizer, data.batch(rng, size), self.model_config.latent_positions)
+        out = collate(self.tokenizer, self.text_data.batch(rng, size), self.model_config.latent_positions)
         out["phase"] = "text"
         out["noise_seed"] = int(rng.integers(2**31))
         return out
