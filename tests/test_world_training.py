@@ -111,6 +111,16 @@ def test_decoder_stage_feature_loss_reaches_only_the_decoder(mbaq_model, tmp_pat
     assert all(p.grad is None for p in stage.world.parameters())  # the model stays frozen
 
 
+def test_decoder_feature_loss_starts_at_feature_from_step(mbaq_model, tmp_path):
+    cfg = compose_config("decoder", FAST + [f"out_dir={tmp_path}", f"init_from={mbaq_model}", "stage.batch_size=2",
+                                            "stage.feature_weight=0.05", "stage.feature_from_step=3"])
+    stage = STAGES["decoder"](cfg)
+    decoder, _ = stage.build(None)
+    early = stage.compute_loss(decoder, decoder, stage.batch(2, 0))[1]
+    late = stage.compute_loss(decoder, decoder, stage.batch(3, 0))[1]
+    assert "losses/feature" not in early and late["losses/feature"] > 0
+
+
 def test_text_steps_are_interleaved_with_text_every():
     cfg = compose_config("world", FAST + ["stage.text_steps=3", "stage.text_every=4", "stage.steps=20"])
     stage = STAGES["world"](cfg)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from latentum_world.model.config import LatentUMConfig
-from latentum_world.model.language import RMSNorm, SwiGLU, rotary
+from latentum_world.model.language import RMSNorm, SwiGLU, apply_rotary, rotary_table
 
 
 class DepthBlock(nn.Module):
@@ -31,9 +31,10 @@ class DepthBlock(nn.Module):
         n, k, d = x.shape
         start = 0 if kv is None or kv[0] is None else kv[0].shape[2]
         q, key, v = self.qkv(self.norm1(x)).view(n, k, 3, self.h, self.hd).unbind(2)  # 3 x (N, k, h, hd)
-        pos = torch.arange(start, start + k, device=x.device)[None].expand(n, k)
-        q = rotary(self.q_norm(q).transpose(1, 2), pos, 10000.0)  # (N, h, k, hd)
-        key = rotary(self.k_norm(key).transpose(1, 2), pos, 10000.0)
+        cos, sin = rotary_table(self.hd, 10000.0, x.device, x.dtype)  # (L, hd/2): every row shares positions
+        rope = cos[start : start + k][None, None], sin[start : start + k][None, None]  # (1, 1, k, hd/2)
+        q = apply_rotary(self.q_norm(q).transpose(1, 2), *rope)  # (N, h, k, hd)
+        key = apply_rotary(self.k_norm(key).transpose(1, 2), *rope)
         v = v.transpose(1, 2)
         if kv is not None:
             if kv[0] is not None:

@@ -30,7 +30,7 @@ _ROTARY_TABLE_LENGTH = 4096
 _rotary_table_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
 
-def _rotary_table(hd: int, theta: float, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def rotary_table(hd: int, theta: float, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """``cos``, ``sin`` ``(L, hd/2)`` for positions ``0 .. L-1``, made once per (size, device, dtype)."""
     key = (hd, theta, str(device), dtype)
     if key not in _rotary_table_cache:
@@ -44,7 +44,7 @@ def rotary_tables(positions: torch.Tensor, hd: int, theta: float, dtype: torch.d
     """``cos``, ``sin`` ``(B, 1, T, hd/2)`` for integer ``positions`` ``(B, T)``: computed once per forward,
     shared by every layer (looked up in a table for positions below 4096)."""
     if positions.numel() and int(positions.max()) < _ROTARY_TABLE_LENGTH and int(positions.min()) >= 0:
-        cos, sin = _rotary_table(hd, theta, positions.device, dtype)
+        cos, sin = rotary_table(hd, theta, positions.device, dtype)
         return cos[positions][:, None], sin[positions][:, None]
     inv = 1.0 / (theta ** (torch.arange(0, hd, 2, device=positions.device, dtype=torch.float32) / hd))  # (hd/2,)
     ang = positions.to(torch.float32)[:, None, :, None] * inv  # (B, 1, T, hd/2)
@@ -56,11 +56,6 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     half = x.shape[-1] // 2
     x1, x2 = x[..., :half], x[..., half:]
     return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
-
-
-def rotary(x: torch.Tensor, positions: torch.Tensor, theta: float) -> torch.Tensor:
-    """Rotate ``x`` ``(B, h, T, hd)`` by ``positions`` ``(B, T)``."""
-    return apply_rotary(x, *rotary_tables(positions, x.shape[-1], theta, x.dtype))
 
 
 class KVCache:

@@ -44,12 +44,14 @@ class DecoderStage:
         return {"input_ids": torch.zeros(size, 1), "images": torch.from_numpy(np.stack([ex.image for ex in examples]))}
 
     def batch(self, step: int, rank: int) -> dict:
+        self._step = step  # the feature term starts at stage.feature_from_step
         return self.batch_from(batch_rng(self.cfg.seed, step, rank), self.sc.batch_size)
 
     def compute_loss(self, wrapped, model, batch):
         """Pixel MSE, plus ``feature_weight`` x the relative squared error of the frozen vision encoder's
         features of the decoded image against those of the real one: the decoded image should read as
-        the real one does (the gradient passes THROUGH the frozen encoder into the decoder only)."""
+        the real one does (the gradient passes THROUGH the frozen encoder into the decoder only). The feature
+        term is off before step ``feature_from_step``, so pixels are learnt first."""
         self.world.to(batch["images"].device)
         with torch.no_grad():
             real_features = self.world.get_vit_feature(batch["images"])  # (B, P, F)
@@ -61,7 +63,7 @@ class DecoderStage:
         psnr = 10 * torch.log10(1.0 / mse.detach().clamp(min=1e-10))
         metrics = {"losses/mse": mse.item(), "decoder/psnr_db": psnr.item()}
         weight = float(self.sc.get("feature_weight", 0.0))
-        if weight <= 0:
+        if weight <= 0 or getattr(self, "_step", 0) < int(self.sc.get("feature_from_step", 0)):
             return mse, metrics
         features = self.world.get_vit_feature(decoded.permute(0, 2, 3, 1) * 255.0)  # float pixels, same scale as uint8
         feature = (features - real_features).pow(2).mean() / real_features.pow(2).mean()
