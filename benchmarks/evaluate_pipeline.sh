@@ -2,7 +2,7 @@
 # Every evaluation of a trained pipeline (the numbers the open issues ask for), as JSON.
 # Usage: benchmarks/evaluate_pipeline.sh [RUNS_ROOT (default runs)] [OUT_DIR (default benchmarks/results)] [VSP_DIR]
 # (VSP_DIR: a VSP checkout or example set, default ../shared/vsp-examples). Printed tables go to OUT_DIR/logs/.
-# About 25 minutes on 2 CPU cores. Do not run it beside training: both slow down several-fold.
+# About 15 minutes on 2 CPU cores. Do not run it beside training: both slow down several-fold.
 set -eux
 cd "$(dirname "$0")/.."
 M=${1:-runs}; O=${2:-benchmarks/results}; VSP=${3:-../shared/vsp-examples}; L=$O/logs; mkdir -p "$L"
