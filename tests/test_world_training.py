@@ -101,7 +101,7 @@ def test_answer_flags_equal_asking_each_question_in_full(mbaq_model, tmp_path):
 
 def test_decoder_stage_feature_loss_reaches_only_the_decoder(mbaq_model, tmp_path):
     cfg = compose_config("decoder", FAST + [f"out_dir={tmp_path}", f"init_from={mbaq_model}", "stage.batch_size=2",
-                                            "stage.feature_weight=0.05"])
+                                            "stage.feature_weight=0.05", "stage.feature_from_step=0"])
     stage = STAGES["decoder"](cfg)
     decoder, _ = stage.build(None)
     loss, metrics = stage.compute_loss(decoder, decoder, stage.batch(0, 0))
