@@ -219,3 +219,26 @@ def test_on_goal_and_in_hole_confusers():
     assert np.mean([ex.map.in_hole for ex in plain]) < 0.12  # without confusers holes come from random_state only
     with pytest.raises(ValueError, match="confusers"):
         UnderstandingData(confusers=0.7)
+
+
+def test_near_misses_put_the_player_on_ice_beside_the_asked_about_cell():
+    """near_misses=n: about n of the in_hole questions show the player on ice next to a hole (answer No),
+    of the on_goal questions next to the goal; the Yes half is untouched."""
+    for kind in ("in_hole", "on_goal"):
+
+        def beside(m):
+            r, c = m.player
+            near = {(r + 1, c), (r - 1, c), (r, c + 1), (r, c - 1)}
+            return not m.in_hole and not m.on_goal and bool(near & (m.holes if kind == "in_hole" else {m.goal}))
+
+        shares = {}
+        for near_misses in (0.0, 0.2):
+            rng = np.random.default_rng(1)
+            exs = [UnderstandingData(cell_pixels=16, confusers=0.1, near_misses=near_misses).example(rng, kind) for _ in range(800)]
+            assert all(ex.answer.strip() == "No" for ex in exs if beside(ex.map))
+            assert 0.45 < np.mean([ex.answer.strip() == "Yes" for ex in exs]) < 0.55
+            shares[near_misses] = np.mean([beside(ex.map) for ex in exs])
+        # random states already stand beside a hole/goal now and then; near misses add about 0.2 x (1 - that)
+        assert 0.08 < shares[0.2] - shares[0.0] < 0.25, shares
+    with pytest.raises(ValueError, match="near_misses"):
+        UnderstandingData(confusers=0.3, near_misses=0.3)

@@ -47,6 +47,9 @@ class UnderstandingData:
         stands on the OTHER special cell (in a hole when asked about the goal, on the goal when asked
         about a hole). Without them a model can learn "unusual player sprite -> Yes" for both questions;
         the first cell-aligned model did, and its reward said Yes in every hole.
+    :param near_misses: share of the on_goal / in_hole questions whose answer is No with the player on ice
+        right beside a hole (or the goal): the states the confuser-trained model still called in-hole.
+        ``confusers + near_misses`` is at most 0.5.
     :param levels: board sizes to draw.
     :param hole_probs: hole probabilities to draw from (0.2: main task, 0.5: task1's density).
     :param weights: question kind -> sampling weight.
@@ -55,6 +58,7 @@ class UnderstandingData:
     image_size: int = 128
     cell_pixels: int = 0
     confusers: float = 0.0
+    near_misses: float = 0.0
     levels: tuple[int, ...] = LEVELS
     hole_probs: tuple[float, ...] = (0.2, 0.2, 0.5)
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
@@ -62,6 +66,9 @@ class UnderstandingData:
     def __post_init__(self) -> None:
         if not 0.0 <= self.confusers <= 0.5:
             raise ValueError(f"confusers must be in [0, 0.5] (half the questions are the Yes case), got {self.confusers}")
+        if self.near_misses < 0 or self.confusers + self.near_misses > 0.5:
+            raise ValueError(f"near_misses must be >= 0 with confusers + near_misses <= 0.5, got {self.near_misses} "
+                             f"(confusers {self.confusers})")
         unknown = set(self.weights) - set(TASKS)
         if unknown:
             raise ValueError(f"unknown question kinds {sorted(unknown)}; known: {TASKS}")
@@ -132,9 +139,14 @@ class UnderstandingData:
             # balanced yes/no: these two answers are the world model's reward and termination, and the
             # states they say yes to are rare in random_state (1 in 8 each)
             m = _on_special_cell(m, rng, goal=kind == "on_goal")
-        elif kind in ("on_goal", "in_hole") and self.confusers > 0 and rng.random() < 2 * self.confusers:
-            # a No whose player sprite is the other special one (2x: this branch sees half the questions)
-            m = _on_special_cell(m, rng, goal=kind == "in_hole")
+        elif kind in ("on_goal", "in_hole") and (self.confusers > 0 or self.near_misses > 0):
+            # a No whose player sprite is the other special one, or on ice beside the asked-about cell
+            # (2x: these branches see half the questions)
+            u = rng.random()
+            if u < 2 * self.confusers:
+                m = _on_special_cell(m, rng, goal=kind == "in_hole")
+            elif u < 2 * (self.confusers + self.near_misses):
+                m = _beside_special_cell(m, rng, goal=kind == "on_goal")
         if kind == "task2":
             while m.on_goal:
                 m, last = self.random_state(rng)
@@ -219,6 +231,16 @@ def collate(tokenizer, examples: list[Example], positions: int, with_answers: bo
         mask[i, sl] = 1
     images = torch.from_numpy(np.stack([ex.image for ex in examples]))
     return {"input_ids": ids, "attention_mask": mask, "labels": lab, "images": images}
+
+
+def _beside_special_cell(m: VSPMap, rng: np.random.Generator, goal: bool) -> VSPMap:
+    """``m`` with the player on an ice cell next to the goal (``goal``) or to a hole; ``m`` unchanged when
+    there is no such cell."""
+    targets = [m.goal] if goal else m.sorted_holes()
+    cells = sorted({(r + dr, c + dc) for r, c in targets for dr, dc in ((0, 1), (1, 0), (0, -1), (-1, 0))
+                    if 0 <= r + dr < m.size and 0 <= c + dc < m.size})
+    ice = [cell for cell in cells if cell not in m.holes and cell != m.goal]
+    return m.with_player(ice[rng.integers(len(ice))]) if ice else m
 
 
 def _on_special_cell(m: VSPMap, rng: np.random.Generator, goal: bool) -> VSPMap:
