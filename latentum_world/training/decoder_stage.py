@@ -44,8 +44,9 @@ class DecoderStage:
         return {"input_ids": torch.zeros(size, 1), "images": torch.from_numpy(np.stack([ex.image for ex in examples]))}
 
     def batch(self, step: int, rank: int) -> dict:
-        self._step = step  # the feature term starts at stage.feature_from_step
-        return self.batch_from(batch_rng(self.cfg.seed, step, rank), self.sc.batch_size)
+        out = self.batch_from(batch_rng(self.cfg.seed, step, rank), self.sc.batch_size)
+        out["feature_term"] = step >= int(self.sc.get("feature_from_step", 0))  # pixels first
+        return out
 
     def compute_loss(self, wrapped, model, batch):
         """Pixel MSE, plus ``feature_weight`` x the relative squared error of the frozen vision encoder's
@@ -63,7 +64,7 @@ class DecoderStage:
         psnr = 10 * torch.log10(1.0 / mse.detach().clamp(min=1e-10))
         metrics = {"losses/mse": mse.item(), "decoder/psnr_db": psnr.item()}
         weight = float(self.sc.get("feature_weight", 0.0))
-        if weight <= 0 or getattr(self, "_step", 0) < int(self.sc.get("feature_from_step", 0)):
+        if weight <= 0 or not batch.get("feature_term", True):
             return mse, metrics
         features = self.world.get_vit_feature(decoded.permute(0, 2, 3, 1) * 255.0)  # float pixels, same scale as uint8
         feature = (features - real_features).pow(2).mean() / real_features.pow(2).mean()
