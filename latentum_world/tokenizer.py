@@ -1,8 +1,8 @@
 """The LatentUM text tokenizer: a ``PreTrainedTokenizerFast`` built in code from a fixed vocabulary.
 
 Every piece of text the model reads or writes is VSP wording: questions, yes/no, U/D/L/R,
-``Done!``, coordinates, and VSP tables, whose syntax gets whole-piece tokens (``| Row 3 |``,
-`` # |``, `` Col 5 |``) so a level-8 table is 90 tokens, not 300. Pre-tokenization isolates the
+``Done!``, coordinates (``3,2`` is one token), and VSP tables, whose syntax gets whole-piece tokens
+(``| Row 3 |``, `` # |``, `` Col 5 |``) so a level-8 table is 90 tokens, not 300. Pre-tokenization isolates the
 longest vocabulary piece at each point and decoding concatenates, so ``decode(encode(text)) == text``
 for any text made of the vocabulary; anything else raises instead of silently becoming ``<unk>``.
 """
@@ -24,6 +24,9 @@ _TABLE_PIECES = (
     + [f"| Row {k} |" for k in range(1, 9)]
     + [f" {s} |" for s in "@*#_%!"]
 )
+# ``r,c`` cell coordinates as single tokens: the coordinate listing the sub-task answers reason over
+# (latentum_world/data/prompts.py) writes one per cell, and a lookup becomes matching one token
+_COORDINATES = [f"{r},{c}" for r in range(1, 9) for c in range(1, 9)]
 _WORDS = """
 Is there a hole in row column Where the player goal relative to Which map matches image this action
 sequence safe What next move reach Describe as table Above Below Left Right Yes No Done! on at size
@@ -38,6 +41,7 @@ _VOCAB_PIECES = (
     + [" " + str(d) for d in range(10)]
     + _PUNCT
     + [" ", "\n"]
+    + _COORDINATES
 )
 
 

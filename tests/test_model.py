@@ -242,3 +242,37 @@ def test_near_misses_put_the_player_on_ice_beside_the_asked_about_cell():
         assert 0.08 < shares[0.2] - shares[0.0] < 0.25, shares
     with pytest.raises(ValueError, match="near_misses"):
         UnderstandingData(confusers=0.3, near_misses=0.3)
+
+
+def test_coordinate_listing_makes_every_lookup_a_copy():
+    """task1/2/4 answers reason over the coordinate listing: two tokens per cell (``r,c`` and the piece),
+    and the piece each final line quotes is the one that follows the same ``r,c`` token in the listing."""
+    from latentum_world.data import prompts
+    from latentum_world.tokenizer import build_tokenizer
+
+    tok = build_tokenizer()
+    rng = np.random.default_rng(5)
+    for level in (3, 5, 8):
+        m = generate_map(rng, level)
+        ids = tok.encode_text(prompts.coordinate_listing(m))
+        assert len(ids) == 2 * level * level + level  # r,c + piece per cell, a newline per row
+        coords = set(tok.convert_tokens_to_ids([f"{r},{c}" for r in range(1, 9) for c in range(1, 9)]))
+        listing = {t: ids[i + 1] for i, t in enumerate(ids) if t in coords}  # r,c token -> the piece after it
+        assert len(listing) == level * level
+        for r in range(level):
+            for c in range(level):
+                cell = (r, c)
+                _, answer = prompts.hole_question(m, cell)
+                final = tok.encode_text(prompts.final_answer(answer))
+                coord = tok.convert_tokens_to_ids(f"{r + 1},{c + 1}")
+                assert final[0] == coord and final[1] == listing[coord] == tok.encode_text(prompts.cell_piece(m, cell))[0]
+                assert prompts.final_answer(answer).endswith("Yes" if cell in m.holes else "No")
+        _, answer = prompts.relation_question(m.with_player((0, 0)) if m.goal != (0, 0) else m)
+        assert answer.splitlines()[-2].startswith("player:1,1 goal:")
+    m = generate_map(rng, 5)
+    moves = [2, 2, 1]
+    _, answer = prompts.safety_question(m, moves)
+    trace = prompts.final_answer(answer).split(" ")
+    cells, safe = prompts.safety_trace(m, moves)
+    assert trace[0] == f"{m.player[0] + 1},{m.player[1] + 1}" and trace[-1] == prompts.yes_no(safe)
+    assert prompts.final_answer(answer).count("|") == len(cells) + 1

@@ -6,9 +6,13 @@ share one format. The sequence the model sees is ``<img> P x <img_ctx> </img> qu
 trained to continue with ``answer <eos>``.
 
 The four VSP sub-tasks are answered *interpret first*, as the benchmark's own example answers are
-written (``<Interpret>`` then ``<Output>``): the answer starts with the board as VSP table text (the
-model's read-out of the image), and its last line is the final answer, worked out from that text.
-:func:`final_answer` returns that last line; scorers read only it.
+written (``<Interpret>`` then ``<Output>``), and the last line is the final answer, worked out from
+the interpretation; :func:`final_answer` returns that line and scorers read only it. task3 (match
+the image to one of four tables) interprets the image as VSP table text. task1, task2 and task4
+interpret it as a *coordinate listing*: every cell as its ``r,c`` token followed by its table piece
+(``1,1 _ |1,2 # |...``, a row per line). The questions are about coordinates, and a small model
+cannot reliably count ``|`` pieces to find column 5 of a table; in the listing every lookup is the
+copy of the piece that follows a given ``r,c`` token.
 """
 
 from __future__ import annotations
@@ -30,6 +34,17 @@ def interpreted(m: VSPMap | None, final: str) -> str:
     return final if m is None else to_table(m) + final
 
 
+def coordinate_listing(m: VSPMap) -> str:
+    """Every cell of ``m`` as its ``r,c`` token (1-based) then its table piece, one line per row, each
+    line ending in a newline: ``1,1 @ |1,2 _ |1,3 # |\n2,1 _ |...``."""
+    return "".join("".join(f"{r + 1},{c + 1}{cell_piece(m, (r, c))}" for c in range(m.size)) + "\n" for r in range(m.size))
+
+
+def listed(m: VSPMap | None, final: str) -> str:
+    """``final`` after the coordinate listing of ``m``; with no board known just ``final``."""
+    return final if m is None else coordinate_listing(m) + final
+
+
 def final_answer(text: str) -> str:
     """The final answer of a model answer: its last line (the interpretation's table lines come first)."""
     return text.rsplit("\n", 1)[-1].strip()
@@ -41,9 +56,10 @@ def cell_piece(m: VSPMap, cell: tuple[int, int]) -> str:
 
 
 def hole_question(m: VSPMap, cell: tuple[int, int]) -> tuple[str, str]:
-    """VSP task1: the table, then ``row r, column c: # | Yes`` (the cell's table piece, then the verdict)."""
+    """VSP task1: the coordinate listing, then ``3,2 # | Yes`` (the asked cell's token, its piece copied
+    from the listing, then the verdict)."""
     r, c = cell
-    return task1_question(cell), interpreted(m, f"row {r + 1}, column {c + 1}:{cell_piece(m, cell)} {yes_no(cell in m.holes)}")
+    return task1_question(cell), listed(m, f"{r + 1},{c + 1}{cell_piece(m, cell)} {yes_no(cell in m.holes)}")
 
 
 def relative_position(m: VSPMap) -> str:
@@ -57,9 +73,21 @@ def relative_position(m: VSPMap) -> str:
     return ",".join(parts)
 
 
+def positions_line(m: VSPMap) -> str:
+    """``player:3,2 goal:1,4`` followed by a newline: the two cells task2 compares, copied from the listing."""
+    (pr, pc), (gr, gc) = m.player, m.goal
+    return f"player:{pr + 1},{pc + 1} goal:{gr + 1},{gc + 1}\n"
+
+
 def relation_question(m: VSPMap) -> tuple[str, str]:
-    """VSP task2 (the player must not stand on the goal): the table, then ``Left,Above``."""
-    return "Where is the player relative to the goal?", interpreted(m, relative_position(m))
+    """VSP task2 (the player must not stand on the goal): the coordinate listing, the player's and the
+    goal's cells (``player:3,2 goal:1,4``), then ``Left,Above``."""
+    return "Where is the player relative to the goal?", listed(m, positions_line(m) + relative_position(m))
+
+
+def relation_answer(m: VSPMap | None, final: str) -> str:
+    """A task2 answer with final line ``final`` (the answer file's) after ``m``'s interpretation."""
+    return final if m is None else listed(m, positions_line(m) + final)
 
 
 def matching_question(candidates_text: str, correct: int, m: VSPMap | None = None) -> tuple[str, str]:
@@ -80,12 +108,13 @@ def safety_trace(m: VSPMap, actions: list[int]) -> tuple[list[tuple[int, int]], 
 
 
 def safety_question(m: VSPMap, actions: list[int]) -> tuple[str, str]:
-    """VSP task4. After the table, the answer walks the sequence cell by cell (``row,col`` and the cell's
-    table piece per move, up to the first hole) before ``Yes``/``No``, so a small model tracks the player
-    instead of guessing; scorers read the last word."""
+    """VSP task4. After the coordinate listing, the answer walks the sequence cell by cell from the start
+    (each cell's ``r,c`` token and its piece copied from the listing, up to the first hole:
+    ``1,1 @ |1,2 _ |2,2 # | No``) before ``Yes``/``No``, so a small model tracks the player instead of
+    guessing; scorers read the last word."""
     cells, safe = safety_trace(m, actions)
-    trace = "".join(f"{r + 1},{c + 1}:{cell_piece(m, (r, c))} " for r, c in cells)
-    return "Is this action sequence safe? " + task4_question(actions), interpreted(m, f"{trace}{yes_no(safe)}")
+    trace = "".join(f"{r + 1},{c + 1}{cell_piece(m, (r, c))}" for r, c in [m.player] + cells)
+    return "Is this action sequence safe? " + task4_question(actions), listed(m, f"{trace} {yes_no(safe)}")
 
 
 def player_question(m: VSPMap) -> tuple[str, str]:
@@ -122,6 +151,10 @@ def next_move_question(m: VSPMap) -> tuple[str, str]:
 
 
 __all__ = [
+    "coordinate_listing",
+    "listed",
+    "positions_line",
+    "relation_answer",
     "goal_question",
     "interpreted",
     "cell_piece",

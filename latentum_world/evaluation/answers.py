@@ -13,7 +13,7 @@ SUB_TASKS = ("task1", "task2", "task3", "task4")
 
 @torch.no_grad()
 def answer(model, tokenizer, examples: list[Example], features: str = "continuous", batch_size: int = 64,
-           max_new_tokens: int = 160) -> list[str]:
+           max_new_tokens: int = 200) -> list[str]:
     """Greedy answers to ``examples`` (their ``answer`` fields are ignored)."""
     device = next(model.parameters()).device
     out: list[str] = []

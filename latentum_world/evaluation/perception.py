@@ -62,8 +62,9 @@ def heldout_rng(seed: int, part: int, level: int) -> np.random.Generator:
 def benchmark_prompt(item: VSPItem) -> tuple[str, str]:
     """``(question, gold answer)`` of a benchmark item in the training prompts' wording.
 
-    The gold answer is what a perfect model writes (the board's table, then ``row 2, column 3: # | Yes``,
-    ``Left,Above``, ``B``, ``4,2: _ | 3,2: # | No``); it is
+    The gold answer is what a perfect model writes (the board's coordinate listing, then ``2,3 # | Yes``,
+    ``player:3,2 goal:1,4`` and ``Left,Above``, or ``1,1 @ |1,2 _ |2,2 # | No``; for task3 the board's
+    table, then ``B``); it is
     never shown to the model, only used to check :func:`to_benchmark_answer` (an oracle must score 100 %).
     """
     if item.task == "task1":  # prompts.hole_question's wording, for the question file's cell
@@ -77,7 +78,7 @@ def benchmark_prompt(item: VSPItem) -> tuple[str, str]:
         if item.map is None:
             raise ValueError(f"task2 item {item.level_name}/{item.index} has no map file")
         q, _ = prompts.relation_question(item.map)
-        return q, prompts.interpreted(item.map, ",".join(gold_answer(item)))
+        return q, prompts.relation_answer(item.map, ",".join(gold_answer(item)))
     if item.task == "task3":
         if item.question is None or item.correct_index is None:
             raise ValueError(f"task3 item {item.level_name}/{item.index} needs its question and answer files")
@@ -90,7 +91,7 @@ def benchmark_prompt(item: VSPItem) -> tuple[str, str]:
         if item.map is None:
             return "Is this action sequence safe? " + task4_question(actions), prompts.yes_no(safe)
         q, a = prompts.safety_question(item.map, actions)
-        return q, " ".join(a.split()[:-1] + [prompts.yes_no(safe)])  # the answer file decides the verdict
+        return q, a.rsplit(" ", 1)[0] + " " + prompts.yes_no(safe)  # the answer file decides the verdict
     raise ValueError(f"not a sub-task item: {item.task!r}")
 
 

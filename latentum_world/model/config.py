@@ -41,7 +41,7 @@ class LatentUMConfig(PretrainedConfig):
         vision_mlp: int = 512,
         vision_attention: str = "global",
         cell_pixels: int = 0,
-        vocab_size: int = 187,
+        vocab_size: int = 251,
         hidden_size: int = 128,
         num_layers: int = 4,
         num_heads: int = 4,
