@@ -31,10 +31,10 @@ class DepthBlock(nn.Module):
         n, k, d = x.shape
         start = 0 if kv is None or kv[0] is None else kv[0].shape[2]
         q, key, v = self.qkv(self.norm1(x)).view(n, k, 3, self.h, self.hd).unbind(2)  # 3 x (N, k, h, hd)
-        cos, sin = rotary_table(self.hd, 10000.0, x.device, x.dtype)  # (L, hd/2): every row shares positions
-        rope = cos[start : start + k][None, None], sin[start : start + k][None, None]  # (1, 1, k, hd/2)
-        q = apply_rotary(self.q_norm(q).transpose(1, 2), *rope)  # (N, h, k, hd)
-        key = apply_rotary(self.k_norm(key).transpose(1, 2), *rope)
+        cos, sin = rotary_table(self.hd, 10000.0, x.device, x.dtype)  # (L, hd): every row shares positions
+        rope = cos[start : start + k], sin[start : start + k]  # (k, hd)
+        qk = torch.stack([self.q_norm(q), self.k_norm(key)], dim=1).transpose(2, 3)  # (N, 2, h, k, hd)
+        q, key = apply_rotary(qk, *rope).unbind(1)  # (N, h, k, hd) each: both rotated in one go
         v = v.transpose(1, 2)
         if kv is not None:
             if kv[0] is not None:

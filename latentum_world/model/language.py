@@ -31,31 +31,39 @@ _rotary_table_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
 
 def rotary_table(hd: int, theta: float, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """``cos``, ``sin`` ``(L, hd/2)`` for positions ``0 .. L-1``, made once per (size, device, dtype)."""
+    """``cos``, ``sin`` ``(L, hd)`` for positions ``0 .. L-1`` in the layout :func:`apply_rotary` takes
+    (``[cos, cos]`` and ``[-sin, sin]`` over the two halves), made once per (size, device, dtype)."""
     key = (hd, theta, str(device), dtype)
     if key not in _rotary_table_cache:
-        inv = 1.0 / (theta ** (torch.arange(0, hd, 2, device=device, dtype=torch.float32) / hd))  # (hd/2,)
-        ang = torch.arange(_ROTARY_TABLE_LENGTH, device=device, dtype=torch.float32)[:, None] * inv  # (L, hd/2)
-        _rotary_table_cache[key] = (ang.cos().to(dtype), ang.sin().to(dtype))
+        _rotary_table_cache[key] = _rotary_angles(torch.arange(_ROTARY_TABLE_LENGTH, device=device), hd, theta, dtype)
     return _rotary_table_cache[key]
 
 
+def _rotary_angles(positions: torch.Tensor, hd: int, theta: float, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(..., hd)`` tables for integer ``positions`` ``(...)``."""
+    inv = 1.0 / (theta ** (torch.arange(0, hd, 2, device=positions.device, dtype=torch.float32) / hd))  # (hd/2,)
+    ang = positions.to(torch.float32)[..., None] * inv  # (..., hd/2)
+    cos, sin = ang.cos().to(dtype), ang.sin().to(dtype)
+    return torch.cat([cos, cos], -1), torch.cat([-sin, sin], -1)
+
+
 def rotary_tables(positions: torch.Tensor, hd: int, theta: float, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """``cos``, ``sin`` ``(B, 1, T, hd/2)`` for integer ``positions`` ``(B, T)``: computed once per forward,
-    shared by every layer (looked up in a table for positions below 4096)."""
+    """``cos``, ``sin`` ``(B, 1, 1, T, hd)`` for integer ``positions`` ``(B, T)``, broadcasting over heads and
+    over the stacked (q, k) pair: computed once per forward, shared by every layer (looked up in a table
+    for positions below 4096)."""
     if positions.numel() and int(positions.max()) < _ROTARY_TABLE_LENGTH and int(positions.min()) >= 0:
         cos, sin = rotary_table(hd, theta, positions.device, dtype)
-        return cos[positions][:, None], sin[positions][:, None]
-    inv = 1.0 / (theta ** (torch.arange(0, hd, 2, device=positions.device, dtype=torch.float32) / hd))  # (hd/2,)
-    ang = positions.to(torch.float32)[:, None, :, None] * inv  # (B, 1, T, hd/2)
-    return ang.cos().to(dtype), ang.sin().to(dtype)
+        return cos[positions][:, None, None], sin[positions][:, None, None]
+    cos, sin = _rotary_angles(positions, hd, theta, dtype)
+    return cos[:, None, None], sin[:, None, None]
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate ``x`` ``(B, h, T, hd)`` (half-split rotary embedding)."""
+    """Rotate ``x`` ``(..., T, hd)`` (half-split rotary embedding) with tables from :func:`rotary_table`:
+    ``[x1 cos - x2 sin, x2 cos + x1 sin]`` written as ``x * [cos, cos] + [x2, x1] * [-sin, sin]``
+    (four ops instead of seven, bit-identical)."""
     half = x.shape[-1] // 2
-    x1, x2 = x[..., :half], x[..., half:]
-    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+    return x * cos + torch.cat([x[..., half:], x[..., :half]], dim=-1) * sin
 
 
 class KVCache:
@@ -183,7 +191,7 @@ class MoMEAttention(nn.Module):
         return getattr(self, f"{name}_vision") if self.has_vision else None
 
     def forward(self, x, rope, attn_mask, gen_mask=None, cache: KVCache | None = None, layer: int = 0):
-        """:param rope: ``(cos, sin)`` from :func:`rotary_tables` for this chunk's positions."""
+        """:param rope: ``(cos, sin)`` ``(B, 1, 1, T, hd)`` from :func:`rotary_tables` for this chunk's positions."""
         b, t, d = x.shape
         gm = gen_mask if self.has_vision else None
 
@@ -198,8 +206,9 @@ class MoMEAttention(nn.Module):
             return fn
 
         qkv = route(x, gm, branch_qkv(""), branch_qkv("_vision") if gm is not None else None)  # (B, T, 3, h, hd)
-        q, k, v = qkv.transpose(1, 3).unbind(2)  # 3 x (B, h, T, hd)
-        q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
+        qkv = qkv.transpose(1, 3)  # (B, h, 3, T, hd)
+        q, k = apply_rotary(qkv[:, :, :2], *rope).unbind(2)  # q and k rotated in one go: 2 x (B, h, T, hd)
+        v = qkv[:, :, 2]
         if cache is not None:
             k, v = cache.update(layer, k, v)  # (B, h, S, hd)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # (B, h, T, hd)
