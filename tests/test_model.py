@@ -252,11 +252,11 @@ def test_coordinate_listing_makes_every_lookup_a_copy():
 
     tok = build_tokenizer()
     rng = np.random.default_rng(5)
+    coords = set(tok.convert_tokens_to_ids([f"{r},{c}" for r in range(1, 9) for c in range(1, 9)]))
     for level in (3, 5, 8):
         m = generate_map(rng, level)
         ids = tok.encode_text(prompts.coordinate_listing(m))
         assert len(ids) == 2 * level * level + level  # r,c + piece per cell, a newline per row
-        coords = set(tok.convert_tokens_to_ids([f"{r},{c}" for r in range(1, 9) for c in range(1, 9)]))
         listing = {t: ids[i + 1] for i, t in enumerate(ids) if t in coords}  # r,c token -> the piece after it
         assert len(listing) == level * level
         for r in range(level):

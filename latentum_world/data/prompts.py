@@ -46,7 +46,7 @@ def listed(m: VSPMap | None, final: str) -> str:
 
 
 def final_answer(text: str) -> str:
-    """The final answer of a model answer: its last line (the interpretation's table lines come first)."""
+    """The final answer of a model answer: its last line (the interpretation's lines come first)."""
     return text.rsplit("\n", 1)[-1].strip()
 
 
@@ -82,7 +82,7 @@ def positions_line(m: VSPMap) -> str:
 def relation_question(m: VSPMap) -> tuple[str, str]:
     """VSP task2 (the player must not stand on the goal): the coordinate listing, the player's and the
     goal's cells (``player:3,2 goal:1,4``), then ``Left,Above``."""
-    return "Where is the player relative to the goal?", listed(m, positions_line(m) + relative_position(m))
+    return "Where is the player relative to the goal?", relation_answer(m, relative_position(m))
 
 
 def relation_answer(m: VSPMap | None, final: str) -> str:
