@@ -267,12 +267,56 @@ def test_coordinate_listing_makes_every_lookup_a_copy():
                 coord = tok.convert_tokens_to_ids(f"{r + 1},{c + 1}")
                 assert final[0] == coord and final[1] == listing[coord] == tok.encode_text(prompts.cell_piece(m, cell))[0]
                 assert prompts.final_answer(answer).endswith("Yes" if cell in m.holes else "No")
-        _, answer = prompts.relation_question(m.with_player((0, 0)) if m.goal != (0, 0) else m)
-        assert answer.splitlines()[-2].startswith("player:1,1 goal:")
+        board = m.with_player((0, 0)) if m.goal != (0, 0) else m
+        _, answer = prompts.relation_question(board)
+        gr, gc = board.goal
+        assert answer.splitlines()[-3].startswith("player:1,1 goal:")
+        assert answer.splitlines()[-2] == f"column 1 {gc + 1} row 1 {gr + 1}"
     m = generate_map(rng, 5)
     moves = [2, 2, 1]
     _, answer = prompts.safety_question(m, moves)
-    trace = prompts.final_answer(answer).split(" ")
     cells, safe = prompts.safety_trace(m, moves)
-    assert trace[0] == f"{m.player[0] + 1},{m.player[1] + 1}" and trace[-1] == prompts.yes_no(safe)
-    assert prompts.final_answer(answer).count("|") == len(cells) + 1
+    trace = tok.convert_ids_to_tokens(tok.encode_text(prompts.final_answer(answer)))
+    assert trace[0] == f"{m.player[0] + 1},{m.player[1] + 1}" and trace[-1] == " " + prompts.yes_no(safe)
+    # each step: its number, its action letter, then the cell's r,c token and piece
+    steps = [trace[2 + 4 * k: 6 + 4 * k] for k in range(len(cells))]
+    assert [s[:3] for s in steps] == [[str(k + 1), "LDRU"[a], f"{r + 1},{c + 1}"] for k, (a, (r, c)) in enumerate(zip(moves, cells))]
+    assert [s[3] for s in steps] == [prompts.cell_piece(m, cell) for cell in cells]
+
+
+def test_task3_answer_summarises_image_and_candidates():
+    """task3's reasoning: the image's size / player / goal, each candidate's, then the letter of the one
+    that agrees (and in the benchmark's layout only one does)."""
+    from envs.vsp.task_texts import task3_question
+    from envs.vsp.tasks import task3_candidates
+    from latentum_world.data import prompts
+
+    rng = np.random.default_rng(11)
+    for level in (3, 4, 8):
+        candidates, correct, _ = task3_candidates(rng, level, 0)
+        question, answer = prompts.matching_question(task3_question(candidates), correct, candidates)
+        lines = answer.splitlines()
+        assert question.startswith("Which map matches the image?\n(A)\n")
+        assert lines[0] == "image " + prompts.board_summary(candidates[correct])
+        assert lines[1:5] == [f"({'ABCD'[k]}) {prompts.board_summary(c)}" for k, c in enumerate(candidates)]
+        agree = [k for k in range(4) if lines[1 + k].split(" ", 1)[1] == lines[0].split(" ", 1)[1]]
+        assert agree == [correct] and lines[-1] == "ABCD"[correct]
+    gold = candidates[correct]
+    assert prompts.board_summary(gold) == f"{gold.size} @{gold.player[0] + 1},{gold.player[1] + 1} *{gold.goal[0] + 1},{gold.goal[1] + 1}"
+    assert prompts.matching_question("q", 2)[1] == "C"  # no boards known: just the letter
+
+
+def test_training_batches_are_one_level_and_one_length_group():
+    from latentum_world.data.understanding import LENGTH_GROUPS
+
+    data = UnderstandingData()
+    kinds = []
+    for step in range(60):
+        batch = data.batch(np.random.default_rng([0, step]), 8)
+        assert len({ex.map.size for ex in batch if ex.task != "task4"}) <= 1  # task4 is always 5x5
+        assert sum(all(ex.task in g for ex in batch) for g in LENGTH_GROUPS) == 1
+        kinds += [ex.task for ex in batch]
+    # every kind still drawn, in about its weight's share (task3 batches: 10 % of the batches)
+    share = {k: kinds.count(k) / len(kinds) for k in data.weights}
+    assert all(share[k] > 0 for k in data.weights)
+    assert abs(share["table"] - data.weights["table"] / sum(data.weights.values())) < 0.08

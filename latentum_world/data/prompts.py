@@ -8,7 +8,8 @@ trained to continue with ``answer <eos>``.
 The four VSP sub-tasks are answered *interpret first*, as the benchmark's own example answers are
 written (``<Interpret>`` then ``<Output>``), and the last line is the final answer, worked out from
 the interpretation; :func:`final_answer` returns that line and scorers read only it. task3 (match
-the image to one of four tables) interprets the image as VSP table text. task1, task2 and task4
+the image to one of four tables) summarises the image and each candidate as size, player and goal
+(:func:`matching_question`). task1, task2 and task4
 interpret it as a *coordinate listing*: every cell as its ``r,c`` token followed by its table piece
 (``1,1 _ |1,2 # |...``, a row per line). The questions are about coordinates, and a small model
 cannot reliably count ``|`` pieces to find column 5 of a table; in the listing every lookup is the
@@ -16,6 +17,8 @@ copy of the piece that follows a given ``r,c`` token.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from envs.vsp.formats import cell_symbol, to_table
 from envs.vsp.task_texts import task1_question, task4_question
@@ -26,12 +29,6 @@ YES, NO = "Yes", "No"
 
 def yes_no(flag: bool) -> str:
     return YES if flag else NO
-
-
-def interpreted(m: VSPMap | None, final: str) -> str:
-    """``final`` after the interpretation (the board's VSP table text, which ends in a newline); with no
-    board known (a benchmark item without a map file) just ``final``."""
-    return final if m is None else to_table(m) + final
 
 
 def coordinate_listing(m: VSPMap) -> str:
@@ -74,14 +71,17 @@ def relative_position(m: VSPMap) -> str:
 
 
 def positions_line(m: VSPMap) -> str:
-    """``player:3,2 goal:1,4`` followed by a newline: the two cells task2 compares, copied from the listing."""
+    """``player:3,2 goal:1,4`` then ``column 2 4 row 3 1``, each line ending in a newline: the two cells
+    task2 compares, copied from the listing, then their columns and rows as single digits side by side.
+    Comparing two digits is a small lookup; comparing the halves of two ``r,c`` tokens was not (the
+    model with only the first line wrote a wrong direction after a right line on 11 % of items)."""
     (pr, pc), (gr, gc) = m.player, m.goal
-    return f"player:{pr + 1},{pc + 1} goal:{gr + 1},{gc + 1}\n"
+    return f"player:{pr + 1},{pc + 1} goal:{gr + 1},{gc + 1}\ncolumn {pc + 1} {gc + 1} row {pr + 1} {gr + 1}\n"
 
 
 def relation_question(m: VSPMap) -> tuple[str, str]:
     """VSP task2 (the player must not stand on the goal): the coordinate listing, the player's and the
-    goal's cells (``player:3,2 goal:1,4``), then ``Left,Above``."""
+    goal's cells and their digits (:func:`positions_line`), then ``Left,Above``."""
     return "Where is the player relative to the goal?", relation_answer(m, relative_position(m))
 
 
@@ -90,10 +90,34 @@ def relation_answer(m: VSPMap | None, final: str) -> str:
     return final if m is None else listed(m, positions_line(m) + final)
 
 
-def matching_question(candidates_text: str, correct: int, m: VSPMap | None = None) -> tuple[str, str]:
-    """VSP task3: ``candidates_text`` is the benchmark's question file (four tables (A)-(D)); the answer is
-    the image's table (``m``, the correct candidate), then the letter."""
-    return "Which map matches the image?" + candidates_text, interpreted(m, "ABCD"[correct])
+def board_summary(m: VSPMap) -> str:
+    """``5 @3,2 *1,4``: the board's size, the player's cell and the goal's cell."""
+    (pr, pc), (gr, gc) = m.player, m.goal
+    return f"{m.size} @{pr + 1},{pc + 1} *{gr + 1},{gc + 1}"
+
+
+def matching_question(candidates_text: str, correct: int, candidates: Sequence[VSPMap] | None = None) -> tuple[str, str]:
+    """VSP task3: ``candidates_text`` is the benchmark's question file (four tables (A)-(D)), ``candidates``
+    the boards it shows. The answer reasons like the benchmark's own analysis (rule out the other sizes,
+    then tell the same-size maps apart by the player), as one :func:`board_summary` per board: the
+    image's, then each candidate's, then the letter of the one that agrees::
+
+        image 5 @3,2 *1,4
+        (A) 4 @1,1 *4,4
+        (B) 5 @2,5 *5,1
+        (C) 5 @3,2 *1,4
+        (D) 7 @6,6 *1,2
+        C
+
+    Each summary is a handful of tokens and each comparison is a match between two of them, where
+    comparing four whole tables is beyond a small model (39-42 % with the tables written out). With no
+    boards known (a benchmark item without parsed candidates) the answer is just the letter."""
+    letter = "ABCD"[correct]
+    if candidates is None:
+        return "Which map matches the image?" + candidates_text, letter
+    lines = [f"image {board_summary(candidates[correct])}"]
+    lines += [f"({'ABCD'[k]}) {board_summary(c)}" for k, c in enumerate(candidates)]
+    return "Which map matches the image?" + candidates_text, "\n".join(lines + [letter])
 
 
 def safety_trace(m: VSPMap, actions: list[int]) -> tuple[list[tuple[int, int]], bool]:
@@ -108,12 +132,16 @@ def safety_trace(m: VSPMap, actions: list[int]) -> tuple[list[tuple[int, int]], 
 
 
 def safety_question(m: VSPMap, actions: list[int]) -> tuple[str, str]:
-    """VSP task4. After the coordinate listing, the answer walks the sequence cell by cell from the start
-    (each cell's ``r,c`` token and its piece copied from the listing, up to the first hole:
-    ``1,1 @ |1,2 _ |2,2 # | No``) before ``Yes``/``No``, so a small model tracks the player instead of
-    guessing; scorers read the last word."""
+    """VSP task4. After the coordinate listing, the answer walks the sequence cell by cell from the start,
+    up to the first hole: ``1,1 @ |1R1,2 _ |2D2,2 # | No``. Each step writes its number, its action
+    letter, then the cell's ``r,c`` token and its piece copied from the listing, so a small model tracks
+    the player instead of guessing; scorers read the last word. The numbers keep its place in the
+    sequence: without them, sequences that revisit cells (``DUDU``) lost it (the trace went wrong on
+    14 % of items, every error there)."""
     cells, safe = safety_trace(m, actions)
-    trace = "".join(f"{r + 1},{c + 1}{cell_piece(m, (r, c))}" for r, c in [m.player] + cells)
+    start = f"{m.player[0] + 1},{m.player[1] + 1}{cell_piece(m, m.player)}"
+    trace = start + "".join(f"{k + 1}{ACTION_LETTERS[actions[k]]}{r + 1},{c + 1}{cell_piece(m, (r, c))}"
+                            for k, (r, c) in enumerate(cells))
     return "Is this action sequence safe? " + task4_question(actions), listed(m, f"{trace} {yes_no(safe)}")
 
 
@@ -151,12 +179,12 @@ def next_move_question(m: VSPMap) -> tuple[str, str]:
 
 
 __all__ = [
+    "board_summary",
     "coordinate_listing",
     "listed",
     "positions_line",
     "relation_answer",
     "goal_question",
-    "interpreted",
     "cell_piece",
     "final_answer",
     "hole_question",

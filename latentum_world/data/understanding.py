@@ -3,7 +3,7 @@
 Boards come from the benchmark's generator (levels 3..8, hole probability 0.2 or 0.5); the player is
 put anywhere a rollout can take it (its start, any free cell, the goal, a hole) and the elf faces a
 random last move, so the model also understands states the world model will imagine. Kinds are
-mixed by ``weights`` within a batch (task3, four tables long, gets batches of its own); everything is a pure function of
+mixed by ``weights``, a batch drawing from kinds of similar length (:data:`LENGTH_GROUPS`); everything is a pure function of
 ``(seed, step, rank)``, which is what makes interrupted training resume bit-identically.
 """
 
@@ -22,6 +22,10 @@ from latentum_world.data import prompts
 from latentum_world.tokenizer import IMG_CONTEXT, IMG_END, IMG_START
 
 TASKS = ("task1", "task2", "task3", "task4", "player", "goal", "on_goal", "in_hole", "table", "next_move")
+#: Training batches are drawn from one group at a time: kinds of similar sequence length (task3's four
+#: tables ~300 tokens; the answers with a coordinate listing ~70-190; one-line answers ~30).
+LENGTH_GROUPS = (("task3",), ("task1", "task2", "task4", "table"), ("player", "goal", "on_goal", "in_hole", "next_move"))
+assert sorted(k for g in LENGTH_GROUPS for k in g) == sorted(TASKS)
 DEFAULT_WEIGHTS = {
     "task1": 0.14, "task2": 0.08, "task3": 0.10, "task4": 0.12, "player": 0.08,
     "goal": 0.06, "on_goal": 0.05, "in_hole": 0.05, "table": 0.20, "next_move": 0.12,
@@ -119,22 +123,25 @@ class UnderstandingData:
                              f"set stage.data to the model's layout")
 
     # ------------------------------------------------------------------ examples
-    def example(self, rng: np.random.Generator, kind: str) -> Example:
+    def example(self, rng: np.random.Generator, kind: str, level: int | None = None) -> Example:
+        """One example of ``kind``; its board of ``level`` (default: drawn from ``levels``; task4 is always 5x5)."""
+        if level is None:
+            level = int(rng.choice(self.levels))
         if kind == "task4":  # as the benchmark builds them: 5x5, 1..9 moves, half unsafe
             m, actions, _ = task4_instance(rng, int(rng.integers(1, 10)), safe=bool(rng.random() < 0.5))
             q, a = prompts.safety_question(m, actions)
             return Example(self.image(m, None), q, a, kind, m)
         if kind == "task3":  # four candidate tables, one of them the image's board (start states)
-            candidates, correct, _ = task3_candidates(rng, int(rng.choice(self.levels)), 0)
-            q, a = prompts.matching_question(task3_question(candidates), correct, candidates[correct])
+            candidates, correct, _ = task3_candidates(rng, level, 0)
+            q, a = prompts.matching_question(task3_question(candidates), correct, candidates)
             m = candidates[correct]
             return Example(self.image(m, None), q, a, kind, m)
         if kind == "task1" and rng.random() < 0.5:  # the benchmark's own task1 boards: half the cells holes
-            m = generate_task1_map(rng, int(rng.choice(self.levels)))
+            m = generate_task1_map(rng, level)
             cell = (int(rng.integers(m.size)), int(rng.integers(m.size)))
             q, a = prompts.hole_question(m, cell)
             return Example(self.image(m, None), q, a, kind, m)
-        m, last = self.random_state(rng)
+        m, last = self.random_state(rng, level)
         if kind in ("on_goal", "in_hole") and rng.random() < 0.5:
             # balanced yes/no: these two answers are the world model's reward and termination, and the
             # states they say yes to are rare in random_state (1 in 8 each)
@@ -149,10 +156,10 @@ class UnderstandingData:
                 m = _beside_special_cell(m, rng, goal=kind == "on_goal")
         if kind == "task2":
             while m.on_goal:
-                m, last = self.random_state(rng)
+                m, last = self.random_state(rng, level)
         if kind == "next_move":
             while m.in_hole:
-                m, last = self.random_state(rng)
+                m, last = self.random_state(rng, level)
         if kind == "task1":
             cell = (int(rng.integers(m.size)), int(rng.integers(m.size)))
             q, a = prompts.hole_question(m, cell)
@@ -169,16 +176,19 @@ class UnderstandingData:
         return Example(self.image(m, last), q, a, kind, m)
 
     def batch(self, rng: np.random.Generator, size: int, kind: str | None = None) -> list[Example]:
-        """``size`` examples of ``kind``, or (``kind=None``) a training batch: kinds mixed by weight, except
-        that the long task3 prompts (four tables, ~300 tokens) come in batches of their own."""
+        """``size`` examples of ``kind``, or (``kind=None``) a training batch of one level and one
+        :data:`LENGTH_GROUPS` group (drawn by its total weight), its kinds mixed by weight. Every kind and
+        level keeps its share of the examples, and a batch is padded to lengths like its own (mixed
+        batches were 57 % padding, the coordinate listing growing with the level squared)."""
         if kind is not None:
             return [self.example(rng, kind) for _ in range(size)]
-        if "task3" in self._kinds and rng.random() < self._probs[self._kinds.index("task3")]:
-            return [self.example(rng, "task3") for _ in range(size)]
-        short = [i for i, k in enumerate(self._kinds) if k != "task3"]
-        p = self._probs[short] / self._probs[short].sum()
-        kinds = rng.choice(len(short), size=size, p=p)
-        return [self.example(rng, self._kinds[short[i]]) for i in kinds]
+        groups = [[i for i, k in enumerate(self._kinds) if k in g] for g in LENGTH_GROUPS]
+        groups = [g for g in groups if g]
+        group = groups[rng.choice(len(groups), p=np.array([self._probs[g].sum() for g in groups]))]
+        p = self._probs[group] / self._probs[group].sum()
+        kinds = rng.choice(len(group), size=size, p=p)
+        level = int(rng.choice(self.levels))
+        return [self.example(rng, self._kinds[group[i]], level) for i in kinds]
 
 
 def batch_rng(seed: int, step: int, rank: int = 0) -> np.random.Generator:

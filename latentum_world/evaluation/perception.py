@@ -63,8 +63,8 @@ def benchmark_prompt(item: VSPItem) -> tuple[str, str]:
     """``(question, gold answer)`` of a benchmark item in the training prompts' wording.
 
     The gold answer is what a perfect model writes (the board's coordinate listing, then ``2,3 # | Yes``,
-    ``player:3,2 goal:1,4`` and ``Left,Above``, or ``1,1 @ |1,2 _ |2,2 # | No``; for task3 the board's
-    table, then ``B``); it is
+    ``player:3,2 goal:1,4`` and ``Left,Above``, or ``1,1 @ |1,2 _ |2,2 # | No``; for task3 the image's and
+    the candidates' size, player and goal, then ``B``); it is
     never shown to the model, only used to check :func:`to_benchmark_answer` (an oracle must score 100 %).
     """
     if item.task == "task1":  # prompts.hole_question's wording, for the question file's cell
@@ -82,7 +82,7 @@ def benchmark_prompt(item: VSPItem) -> tuple[str, str]:
     if item.task == "task3":
         if item.question is None or item.correct_index is None:
             raise ValueError(f"task3 item {item.level_name}/{item.index} needs its question and answer files")
-        return prompts.matching_question(item.question, item.correct_index, item.correct_candidate)
+        return prompts.matching_question(item.question, item.correct_index, item.candidates)
     if item.task == "task4":
         actions = item.actions
         if actions is None:
