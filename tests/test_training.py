@@ -115,3 +115,27 @@ def test_mbaq_stage_chooses_the_quantizer_sizes(tmp_path):
     assert len(model.quantizer.codebooks) == 4 and model.quantizer.codebooks[0].codebook.shape[0] == 16
     before, after = weights(vlm), weights(mbaq)
     assert all(torch.equal(v, after[k]) for k, v in before.items() if not k.startswith("quantizer."))
+
+
+def test_length_chunks_give_the_whole_batch_loss(tmp_path):
+    """vlm's micro-batches (length-sorted, each cut to its own longest row) sum to the whole batch's loss and gradient."""
+    cfg = compose_config("vlm", FAST + [f"out_dir={tmp_path}", "stage.batch_size=6"])
+    stage = STAGES["vlm"](cfg)
+    model, _ = stage.build(None)
+    batch = stage.batch(1, 0)
+    grads, losses = [], []
+    for chunks in (1, 3):
+        stage.sc.micro_batches = chunks
+        model.zero_grad()
+        loss, metrics = stage.compute_loss(model, model, batch)
+        loss.backward()
+        losses.append((loss.item(), metrics["losses/answer_ce"]))
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    assert torch.allclose(grads[0], grads[1], rtol=1e-4, atol=1e-6)
+    from latentum_world.training.stages import length_chunks
+
+    parts = length_chunks(batch, 3)
+    assert sum(share for _, share in parts) == pytest.approx(1.0)
+    assert sum(sub["input_ids"].shape[0] for sub, _ in parts) == 6
+    assert all(sub["attention_mask"][:, -1].any() for sub, _ in parts)  # no all-padding column left

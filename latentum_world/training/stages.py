@@ -36,6 +36,24 @@ def load_model(path: str | Path) -> tuple[LatentUMModel, LatentUMTokenizer]:
     return model, LatentUMTokenizer.from_pretrained(path)
 
 
+def length_chunks(batch: dict, chunks: int) -> list[tuple[dict, float]]:
+    """A right-padded batch split into ``chunks`` sub-batches of similar length, each cut to its own longest
+    row: ``[(sub_batch, share of the batch's answer tokens), ...]``. A loss averaged over answer tokens is
+    then ``sum(share * sub-batch loss)``, the same as on the whole batch, without computing the padding
+    (a length group's rows still differ up to 2x: the listing grows with the level squared).
+    Per-row tensors are selected; the ``images`` and probe targets go with their rows."""
+    lengths = batch["attention_mask"].sum(1)  # (B,)
+    order = torch.argsort(lengths, stable=True)
+    answers = (batch["labels"] != -100).sum()
+    out = []
+    for idx in torch.tensor_split(order, min(chunks, len(order))):
+        t = int(lengths[idx].max())
+        sub = {k: (v[idx, :t] if v.dim() >= 2 and k in ("input_ids", "attention_mask", "labels") else v[idx])
+               for k, v in batch.items() if torch.is_tensor(v)}
+        out.append((sub, float((sub["labels"] != -100).sum() / answers)))
+    return out
+
+
 class UnderstandingStage:
     """Shared by ``vlm`` and ``mbaq``: the synthetic question data and the per-kind evaluation."""
 
@@ -100,13 +118,21 @@ class VLMStage(UnderstandingStage):
         return [p for p in model.parameters() if p.requires_grad]
 
     def compute_loss(self, wrapped, model, batch):
+        """Answer cross-entropy (+ ``probe_weight`` x the vision probe's loss), over ``stage.micro_batches``
+        length-sorted sub-batches (:func:`length_chunks`) summed into one graph."""
+        ce = probe = 0.0
+        b = batch["input_ids"].shape[0]
+        for sub, share in length_chunks(batch, int(self.sc.get("micro_batches", 1))):
+            kw = dict(input_ids=sub["input_ids"], attention_mask=sub["attention_mask"], images=sub["images"], labels=sub["labels"])
+            if self.sc.probe_weight:
+                kw["probe_targets"] = (sub["probe_cells"], sub["probe_levels"])
+            out = wrapped(**kw)
+            ce = ce + share * out.loss
+            if self.sc.probe_weight:
+                probe = probe + sub["input_ids"].shape[0] / b * out.probe_loss
         if not self.sc.probe_weight:
-            out = wrapped(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], images=batch["images"], labels=batch["labels"])
-            return out.loss, {"losses/answer_ce": out.loss.item()}
-        out = wrapped(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], images=batch["images"],
-                      labels=batch["labels"], probe_targets=(batch["probe_cells"], batch["probe_levels"]))
-        loss = out.loss + self.sc.probe_weight * out.probe_loss
-        return loss, {"losses/answer_ce": out.loss.item(), "losses/probe": out.probe_loss.item()}
+            return ce, {"losses/answer_ce": ce.item()}
+        return ce + self.sc.probe_weight * probe, {"losses/answer_ce": ce.item(), "losses/probe": probe.item()}
 
     def evaluate(self, model) -> dict:
         examples = self.eval_examples()
@@ -151,6 +177,8 @@ class MBAQStage(UnderstandingStage):
         return [p for n, p in model.named_parameters() if n.startswith("quantizer.")]
 
     def compute_loss(self, wrapped, model, batch):
+        # one pass over the whole batch, not length chunks: the quantizer's usage EMA, its entropy term and
+        # its dead-code restart pool are per forward and are meant over a whole batch
         kw = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], images=batch["images"])
         with torch.no_grad():
             teacher = model(**kw, features="continuous").logits  # (B, T, V)
