@@ -31,10 +31,20 @@ def yes_no(flag: bool) -> str:
     return YES if flag else NO
 
 
+def coordinate(cell: tuple[int, int]) -> str:
+    """The one-token ``r,c`` name of a 0-based ``(row, column)`` cell (1-based, as VSP counts)."""
+    return f"{cell[0] + 1},{cell[1] + 1}"
+
+
+def cell_entry(m: VSPMap, cell: tuple[int, int]) -> str:
+    """``3,2 # |``: the cell's coordinate token then its table piece, as the listing and traces write it."""
+    return coordinate(cell) + cell_piece(m, cell)
+
+
 def coordinate_listing(m: VSPMap) -> str:
     """Every cell of ``m`` as its ``r,c`` token (1-based) then its table piece, one line per row, each
     line ending in a newline: ``1,1 @ |1,2 _ |1,3 # |\n2,1 _ |...``."""
-    return "".join("".join(f"{r + 1},{c + 1}{cell_piece(m, (r, c))}" for c in range(m.size)) + "\n" for r in range(m.size))
+    return "".join("".join(cell_entry(m, (r, c)) for c in range(m.size)) + "\n" for r in range(m.size))
 
 
 def listed(m: VSPMap | None, final: str) -> str:
@@ -55,8 +65,7 @@ def cell_piece(m: VSPMap, cell: tuple[int, int]) -> str:
 def hole_question(m: VSPMap, cell: tuple[int, int]) -> tuple[str, str]:
     """VSP task1: the coordinate listing, then ``3,2 # | Yes`` (the asked cell's token, its piece copied
     from the listing, then the verdict)."""
-    r, c = cell
-    return task1_question(cell), listed(m, f"{r + 1},{c + 1}{cell_piece(m, cell)} {yes_no(cell in m.holes)}")
+    return task1_question(cell), listed(m, f"{cell_entry(m, cell)} {yes_no(cell in m.holes)}")
 
 
 def relative_position(m: VSPMap) -> str:
@@ -76,7 +85,7 @@ def positions_line(m: VSPMap) -> str:
     Comparing two digits is a small lookup; comparing the halves of two ``r,c`` tokens was not (the
     model with only the first line wrote a wrong direction after a right line on 11 % of items)."""
     (pr, pc), (gr, gc) = m.player, m.goal
-    return f"player:{pr + 1},{pc + 1} goal:{gr + 1},{gc + 1}\ncolumn {pc + 1} {gc + 1} row {pr + 1} {gr + 1}\n"
+    return f"player:{coordinate(m.player)} goal:{coordinate(m.goal)}\ncolumn {pc + 1} {gc + 1} row {pr + 1} {gr + 1}\n"
 
 
 def relation_question(m: VSPMap) -> tuple[str, str]:
@@ -92,8 +101,7 @@ def relation_answer(m: VSPMap | None, final: str) -> str:
 
 def board_summary(m: VSPMap) -> str:
     """``5 @3,2 *1,4``: the board's size, the player's cell and the goal's cell."""
-    (pr, pc), (gr, gc) = m.player, m.goal
-    return f"{m.size} @{pr + 1},{pc + 1} *{gr + 1},{gc + 1}"
+    return f"{m.size} @{coordinate(m.player)} *{coordinate(m.goal)}"
 
 
 def matching_question(candidates_text: str, correct: int, candidates: Sequence[VSPMap] | None = None) -> tuple[str, str]:
@@ -139,9 +147,8 @@ def safety_question(m: VSPMap, actions: list[int]) -> tuple[str, str]:
     sequence: without them, sequences that revisit cells (``DUDU``) lost it (the trace went wrong on
     14 % of items, every error there)."""
     cells, safe = safety_trace(m, actions)
-    start = f"{m.player[0] + 1},{m.player[1] + 1}{cell_piece(m, m.player)}"
-    trace = start + "".join(f"{k + 1}{ACTION_LETTERS[actions[k]]}{r + 1},{c + 1}{cell_piece(m, (r, c))}"
-                            for k, (r, c) in enumerate(cells))
+    trace = cell_entry(m, m.player) + "".join(f"{k + 1}{ACTION_LETTERS[a]}{cell_entry(m, cell)}"
+                                              for k, (a, cell) in enumerate(zip(actions, cells)))
     return "Is this action sequence safe? " + task4_question(actions), listed(m, f"{trace} {yes_no(safe)}")
 
 
@@ -180,6 +187,8 @@ def next_move_question(m: VSPMap) -> tuple[str, str]:
 
 __all__ = [
     "board_summary",
+    "cell_entry",
+    "coordinate",
     "coordinate_listing",
     "listed",
     "positions_line",

@@ -48,7 +48,7 @@ def length_chunks(batch: dict, chunks: int) -> list[tuple[dict, float]]:
     out = []
     for idx in torch.tensor_split(order, min(chunks, len(order))):
         t = int(lengths[idx].max())
-        sub = {k: (v[idx, :t] if v.dim() >= 2 and k in ("input_ids", "attention_mask", "labels") else v[idx])
+        sub = {k: (v[idx, :t] if k in ("input_ids", "attention_mask", "labels") else v[idx])
                for k, v in batch.items() if torch.is_tensor(v)}
         out.append((sub, float((sub["labels"] != -100).sum() / answers)))
     return out
