@@ -284,7 +284,7 @@ def test_coordinate_listing_makes_every_lookup_a_copy():
     assert [s[3] for s in steps] == [prompts.cell_piece(m, cell) for cell in cells]
 
 
-def test_task3_answer_summarises_image_and_candidates():
+def test_task3_answer_summarises_image_and_candidates(tok):
     """task3's reasoning: the image's size / player / goal, each candidate's, then the letter of the one
     that agrees (and in the benchmark's layout only one does)."""
     from envs.vsp.task_texts import task3_question
@@ -297,27 +297,41 @@ def test_task3_answer_summarises_image_and_candidates():
         question, answer = prompts.matching_question(task3_question(candidates), correct, candidates)
         lines = answer.splitlines()
         assert question.startswith("Which map matches the image?\n(A)\n")
-        assert lines[0] == "image " + prompts.board_summary(candidates[correct])
-        assert lines[1:5] == [f"({'ABCD'[k]}) {prompts.board_summary(c)}" for k, c in enumerate(candidates)]
-        agree = [k for k in range(4) if lines[1 + k].split(" ", 1)[1] == lines[0].split(" ", 1)[1]]
-        assert agree == [correct] and lines[-1] == "ABCD"[correct]
+        assert lines[0] == "image" + prompts.board_summary(candidates[correct])
+        assert lines[1:5] == [f"({'ABCD'[k]}){prompts.board_summary(c)}" for k, c in enumerate(candidates)]
+        agree = [k for k in range(4) if lines[1 + k][3:] == lines[0][5:]]
+        # the right one agrees; a rival agrees only when it has the same size and the same player/goal rows
+        assert correct in agree and lines[-1] == "ABCD"[correct]
+        assert all(candidates[k].size == level for k in agree)
     gold = candidates[correct]
-    assert prompts.board_summary(gold) == f"{gold.size} @{gold.player[0] + 1},{gold.player[1] + 1} *{gold.goal[0] + 1},{gold.goal[1] + 1}"
+    (pr, _), (gr, _) = gold.player, gold.goal
+    assert prompts.board_summary(gold) == f" Col {gold.size} || Row {pr + 1} | @ || Row {gr + 1} | * |"
+    # every summary token is a token of the board's own table (copied, never counted)
+    table_ids = set(tok.encode_text(to_table(gold)))
+    assert set(tok.encode_text(prompts.board_summary(gold))) <= table_ids
+    assert len(tok.encode_text(prompts.board_summary(gold))) == 5
     assert prompts.matching_question("q", 2)[1] == "C"  # no boards known: just the letter
 
 
-def test_training_batches_are_one_length_group():
-    from latentum_world.data.understanding import LENGTH_GROUPS
-
+def test_training_batches_mix_kinds_and_levels():
+    """task3 batches hold task3 only (its prompts are ~300 tokens); every other batch mixes kinds and
+    levels (batches of one length group starved the coordinate-listing kinds)."""
     data = UnderstandingData()
-    kinds, mixed_levels = [], 0
-    for step in range(60):
+    kinds, mixed_levels, mixed_kinds, task3_batches = [], 0, 0, 0
+    for step in range(80):
         batch = data.batch(np.random.default_rng([0, step]), 8)
+        tasks = {ex.task for ex in batch}
+        if "task3" in tasks:
+            assert tasks == {"task3"}
+            task3_batches += 1
+        else:
+            mixed_kinds += len(tasks) > 2
         mixed_levels += len({ex.map.size for ex in batch}) > 1
-        assert sum(all(ex.task in g for ex in batch) for g in LENGTH_GROUPS) == 1
         kinds += [ex.task for ex in batch]
-    # every kind still drawn, in about its weight's share (task3 batches: 10 % of the batches)
     share = {k: kinds.count(k) / len(kinds) for k in data.weights}
     assert all(share[k] > 0 for k in data.weights)
     assert abs(share["table"] - data.weights["table"] / sum(data.weights.values())) < 0.08
-    assert mixed_levels > 50  # levels are mixed within a batch
+    assert 2 <= task3_batches <= 20  # about 10 % of the batches
+    assert mixed_kinds >= 0.9 * (80 - task3_batches) and mixed_levels > 70
+
+

@@ -64,7 +64,7 @@ def test_debug_preset_learns_a_fixed_batch(tmp_path):
     batch = stage.batch(0, 0)
     opt = torch.optim.AdamW(stage.trainable_parameters(model), lr=3e-3)
     losses = []
-    for _ in range(40):
+    for _ in range(60):
         loss, _ = stage.compute_loss(model, model, batch)
         opt.zero_grad()
         loss.backward()

@@ -100,8 +100,14 @@ def relation_answer(m: VSPMap | None, final: str) -> str:
 
 
 def board_summary(m: VSPMap) -> str:
-    """``5 @3,2 *1,4``: the board's size, the player's cell and the goal's cell."""
-    return f"{m.size} @{coordinate(m.player)} *{coordinate(m.goal)}"
+    """`` Col 5 || Row 3 | @ || Row 1 | * |``: the board's size as its table's last column header, then the
+    row header of the player's row with the player's piece, then the goal's. Every token is one the
+    board's VSP table holds (:func:`~envs.vsp.formats.to_table`), so summarising a candidate table is
+    copying three of its tokens: the header before ``| Row 1 |``, and the ``| Row r |`` before the
+    ``@`` (``*``). Columns are left out: a column is found only by counting ``|`` pieces, which the
+    session-6 summary (``5 @3,2 *1,4``) needed and the model never learned (task3 29 %)."""
+    (pr, _), (gr, _) = m.player, m.goal
+    return f" Col {m.size} || Row {pr + 1} |{cell_piece(m, m.player)}| Row {gr + 1} |{cell_piece(m, m.goal)}"
 
 
 def matching_question(candidates_text: str, correct: int, candidates: Sequence[VSPMap] | None = None) -> tuple[str, str]:
@@ -110,21 +116,24 @@ def matching_question(candidates_text: str, correct: int, candidates: Sequence[V
     then tell the same-size maps apart by the player), as one :func:`board_summary` per board: the
     image's, then each candidate's, then the letter of the one that agrees::
 
-        image 5 @3,2 *1,4
-        (A) 4 @1,1 *4,4
-        (B) 5 @2,5 *5,1
-        (C) 5 @3,2 *1,4
-        (D) 7 @6,6 *1,2
+        image Col 5 || Row 3 | @ || Row 1 | * |
+        (A) Col 4 || Row 1 | @ || Row 4 | * |
+        (B) Col 5 || Row 2 | @ || Row 5 | * |
+        (C) Col 5 || Row 3 | @ || Row 1 | * |
+        (D) Col 7 || Row 6 | @ || Row 1 | * |
         C
 
-    Each summary is a handful of tokens and each comparison is a match between two of them, where
-    comparing four whole tables is beyond a small model (39-42 % with the tables written out). With no
-    boards known (a benchmark item without parsed candidates) the answer is just the letter."""
+    Each summary is a handful of tokens copied from its table and each comparison is a match between
+    two of them, where comparing four whole tables is beyond a small model (39-42 % with the tables
+    written out). The same-size rival has another player cell, but may share the player's and the
+    goal's rows (about N % of items); the letter is then the right one all the same, and a model can
+    only guess between the two. With no boards known (a benchmark item without parsed candidates) the
+    answer is just the letter."""
     letter = "ABCD"[correct]
     if candidates is None:
         return "Which map matches the image?" + candidates_text, letter
-    lines = [f"image {board_summary(candidates[correct])}"]
-    lines += [f"({'ABCD'[k]}) {board_summary(c)}" for k, c in enumerate(candidates)]
+    lines = [f"image{board_summary(candidates[correct])}"]
+    lines += [f"({'ABCD'[k]}){board_summary(c)}" for k, c in enumerate(candidates)]
     return "Which map matches the image?" + candidates_text, "\n".join(lines + [letter])
 
 
