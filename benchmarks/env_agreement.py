@@ -11,6 +11,12 @@ real dynamics from ``info["real_map"]``. At every step where the REAL episode is
 * ``reward`` / ``terminated``: the env's reward and termination equal the real ones (counted on the
   same steps; termination also on the real episode's last step).
 
+The JSON's ``errors`` section says where the misses come from: ``false_termination`` (the env ended an
+episode the real maze goes on with: split by which answer ended it, whether the env's board read-out
+of that state was right, and the model's P(Yes) there), ``missed_termination`` (the real episode ended,
+the env's did not: split by goal / hole) and ``steps_after_early_end`` (real steps that count as wrong on
+all three measures because the env had already ended the episode).
+
     python benchmarks/env_agreement.py [--model DIR] [--maps 500] [--horizon 16] [--num-envs 100]
         [--seed 20261123] [--out benchmarks/results/env_agreement.json]
 """
@@ -36,6 +42,7 @@ def run(model: str | None, maps: int, horizon: int, num_envs: int, seed: int, qu
                        readout=True, max_episode_steps=horizon)
     rng = np.random.default_rng(seed)
     board, reward, term = [], [], []  # per compared step: (level, depth, ok)
+    false_term, missed_term, after_end = [], [], 0  # error records (see the module docstring)
     t0 = time.perf_counter()
     for r in tqdm(range(maps // num_envs), desc="env agreement", disable=quiet):
         _, info = env.reset(seed=seed + r * num_envs)  # held-out: seeds far from training's
@@ -54,10 +61,16 @@ def run(model: str | None, maps: int, horizon: int, num_envs: int, seed: int, qu
                     board.append((level, depth, b is not None and b == real[i]))
                     reward.append((level, depth, float(rew[i]) == float(real[i].on_goal)))
                     term.append((level, depth, bool(terminated[i]) == real_term))
+                    if terminated[i] and not real_term:
+                        false_term.append({"level": level, "depth": depth, "p_goal": float(info["p_goal"][i]),
+                                           "p_hole": float(info["p_hole"][i]), "board_right": b is not None and b == real[i]})
+                    elif real_term and not terminated[i]:
+                        missed_term.append({"level": level, "depth": depth, "cause": "goal" if real[i].on_goal else "hole"})
                 else:  # the env ended this episode early: nothing to compare with, so wrong
                     board.append((level, depth, False))
                     reward.append((level, depth, False))
                     term.append((level, depth, False))
+                    after_end += 1
                 real_live[i] = not real_term
             env_live &= ~(terminated | truncated)
     seconds = time.perf_counter() - t0
@@ -72,7 +85,29 @@ def run(model: str | None, maps: int, horizon: int, num_envs: int, seed: int, qu
 
     return {"maps": maps, "horizon": horizon, "policy": "random", "num_envs": num_envs, "seed": seed,
             "board": summary(board), "reward": summary(reward), "termination": summary(term),
-            "seconds": seconds}
+            "errors": error_summary(false_term, missed_term, after_end), "seconds": seconds}
+
+
+def error_summary(false_term: list[dict], missed_term: list[dict], after_end: int) -> dict:
+    """Counts behind the termination misses (records as collected by :func:`run`)."""
+    by_goal = [r for r in false_term if r["p_goal"] > 0.5]
+    p_yes = sorted(max(r["p_goal"], r["p_hole"]) for r in false_term)
+    return {
+        "false_termination": {
+            "count": len(false_term),
+            "by_goal_answer": len(by_goal),
+            "by_hole_answer": len(false_term) - len(by_goal),
+            "board_readout_right": sum(r["board_right"] for r in false_term),
+            "p_yes_quartiles": [float(np.quantile(p_yes, q)) for q in (0.25, 0.5, 0.75)] if p_yes else [],
+            "per_depth": {int(d): sum(r["depth"] == d for r in false_term) for d in sorted({r["depth"] for r in false_term})},
+        },
+        "missed_termination": {
+            "count": len(missed_term),
+            "goal": sum(r["cause"] == "goal" for r in missed_term),
+            "hole": sum(r["cause"] == "hole" for r in missed_term),
+        },
+        "steps_after_early_end": after_end,
+    }
 
 
 def main(argv=None) -> int:
@@ -91,6 +126,10 @@ def main(argv=None) -> int:
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     for k in ("board", "reward", "termination"):
         print(f"{k:12s} {100 * result[k]['accuracy']:6.2f} % of {result[k]['steps']} steps")
+    e = result["errors"]
+    print(f"false terminations {e['false_termination']['count']} (goal answer {e['false_termination']['by_goal_answer']}, "
+          f"board read-out right {e['false_termination']['board_readout_right']}), missed terminations "
+          f"{e['missed_termination']['count']}, real steps after an early end {e['steps_after_early_end']}")
     print(f"wrote {args.out}")
     return 0
 

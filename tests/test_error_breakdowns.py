@@ -1,0 +1,50 @@
+"""benchmarks/env_agreement.py and one_step_codes.py: their error breakdowns account for every miss they score."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+_spec = importlib.util.spec_from_file_location("env_agreement", Path(__file__).parents[1] / "benchmarks" / "env_agreement.py")
+env_agreement = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(env_agreement)
+
+
+def test_termination_misses_are_the_false_missed_and_after_end_steps():
+    result = env_agreement.run(None, maps=8, horizon=6, num_envs=4, seed=5, quiet=True)  # the bundled model
+    t, e = result["termination"], result["errors"]
+    wrong = round((1 - t["accuracy"]) * t["steps"])
+    assert wrong == e["false_termination"]["count"] + e["missed_termination"]["count"] + e["steps_after_early_end"]
+    f = e["false_termination"]
+    assert f["by_goal_answer"] + f["by_hole_answer"] == f["count"] and 0 <= f["board_readout_right"] <= f["count"]
+    assert e["missed_termination"]["goal"] + e["missed_termination"]["hole"] == e["missed_termination"]["count"]
+    assert sum(f["per_depth"].values()) == f["count"] and all(1 <= d <= 6 for d in f["per_depth"])
+    # every step of the real episodes is compared: at most maps x horizon, at least one per map
+    assert 8 <= t["steps"] <= 8 * 6 and result["board"]["steps"] == t["steps"] == result["reward"]["steps"]
+
+
+def test_error_summary_counts_records():
+    false_term = [{"level": 4, "depth": 2, "p_goal": 0.9, "p_hole": 0.1, "board_right": True},
+                  {"level": 5, "depth": 3, "p_goal": 0.2, "p_hole": 0.7, "board_right": False}]
+    missed = [{"level": 3, "depth": 1, "cause": "hole"}]
+    e = env_agreement.error_summary(false_term, missed, after_end=7)
+    f = e["false_termination"]
+    assert f.pop("p_yes_quartiles") == pytest.approx([0.75, 0.8, 0.85])
+    assert f == {"count": 2, "by_goal_answer": 1, "by_hole_answer": 1, "board_readout_right": 1, "per_depth": {2: 1, 3: 1}}
+    assert e["missed_termination"] == {"count": 1, "goal": 0, "hole": 1} and e["steps_after_early_end"] == 7
+
+
+def test_one_step_codes_flags_account_for_every_wrong_step(tmp_path):
+    spec = importlib.util.spec_from_file_location("one_step_codes", Path(__file__).parents[1] / "benchmarks" / "one_step_codes.py")
+    one_step_codes = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(one_step_codes)
+    out = tmp_path / "codes.json"
+    one_step_codes.main(["--states", "24", "--batch-size", "12", "--out", str(out)])  # the bundled model
+    r = json.loads(out.read_text())
+    f = r["flags"]
+    assert f["steps"] == r["exact_codes"]["whole_state"]["total"] == 24 and 0 <= f["real_terminal"] <= 24
+    wrong_steps = f["wrong_with_exact_codes"] + f["wrong_with_wrong_codes"]
+    # a step is wrong when any answer is; one step can be wrong on two answers at once
+    assert wrong_steps <= f["false_goal"] + f["false_hole"] + f["missed_goal"] + f["missed_hole"] <= 2 * wrong_steps
+    assert f["wrong_with_exact_codes"] <= r["exact_codes"]["whole_state"]["correct"] and 0 <= f["real_codes_wrong"] <= 24
