@@ -48,3 +48,15 @@ def test_one_step_codes_flags_account_for_every_wrong_step(tmp_path):
     # a step is wrong when any answer is; one step can be wrong on two answers at once
     assert wrong_steps <= f["false_goal"] + f["false_hole"] + f["missed_goal"] + f["missed_hole"] <= 2 * wrong_steps
     assert f["wrong_with_exact_codes"] <= r["exact_codes"]["whole_state"]["correct"] and 0 <= f["real_codes_wrong"] <= 24
+
+
+def test_flag_answers_counts_add_up():
+    spec = importlib.util.spec_from_file_location("flag_answers", Path(__file__).parents[1] / "benchmarks" / "flag_answers.py")
+    flag_answers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(flag_answers)
+    r = flag_answers.run(None, "quantized", states=40, seed=3, batch_size=16, quiet=True)  # the bundled model
+    c = r["counts"]
+    assert c["goal_states"] + c["hole_states"] + c["ice_states"] == 40
+    assert c["missed_goal"] <= c["goal_states"] and c["missed_hole"] <= c["hole_states"]
+    assert c["false_hole_beside_a_hole"] <= c["false_hole"] <= 40 - c["hole_states"]
+    assert c["false_goal"] <= 40 - c["goal_states"]

@@ -1,0 +1,94 @@
+"""An understanding model's "Is the player on the goal?" / "Is the player in a hole?" answers on real states.
+
+These two answers are the world model's reward and termination, so a false "Yes" ends an imagined episode
+that the real maze goes on with. States are drawn the way training draws them
+(``UnderstandingData.random_state``: start states, reachable cells, the goal, holes; the elf facing its last
+move), encoded from their real images with ``--features continuous`` (ViT + projector) or ``quantized``
+(MBAQ codes), and the answer is P(Yes) > 0.5 at the question's last token, as ``LatentWorldModel`` decides.
+False "in a hole" answers on ice states are split by whether a hole is beside the player.
+
+    python benchmarks/flag_answers.py --model runs/mbaq/final [--features continuous] [--states 2048] [--out F.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from envs.vsp.maps import VSPMap
+from latentum_world.data.prompts import in_hole_question, on_goal_question
+from latentum_world.data.understanding import UnderstandingData
+from latentum_world.model.generation import ingest_image, ingest_text
+from latentum_world.model.language import KVCache
+
+
+def p_yes(model, tok, embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """P(Yes) ``(B,)`` to the goal and to the hole question about image slot embeddings ``(B, P, d)``."""
+    yes, no = tok.convert_tokens_to_ids(["Yes", "No"])
+    out = []
+    for question in (on_goal_question, in_hole_question):
+        ids = torch.tensor(tok.encode_text(question(VSPMap(3, (0, 0), (1, 1)))[0]))
+        cache = KVCache(model.config.num_layers)
+        ingest_image(model, cache, embeds)
+        h = ingest_text(model, cache, ids[None].expand(embeds.shape[0], -1))[:, -1]  # (B, d)
+        out.append(model.lm_head(h)[:, [yes, no]].softmax(-1)[:, 0])
+    return out[0], out[1]
+
+
+@torch.no_grad()
+def run(model_dir: str | None, features: str, states: int, seed: int, batch_size: int = 256, quiet: bool = False) -> dict:
+    from latentum_world.training.stages import load_model
+    from latentum_world.world.loading import resolve_model_path
+
+    model, tok = load_model(resolve_model_path(model_dir))
+    model.eval()
+    c = model.config
+    data = UnderstandingData(image_size=c.image_size, cell_pixels=c.cell_pixels)
+    rng = np.random.default_rng(seed)
+    drawn = [data.random_state(rng) for _ in range(states)]
+    counts = {k: 0 for k in ("goal_states", "hole_states", "ice_states", "false_goal", "false_hole",
+                             "false_hole_beside_a_hole", "missed_goal", "missed_hole")}
+    for i in tqdm(range(0, states, batch_size), desc="flag answers", disable=quiet):
+        chunk = drawn[i : i + batch_size]
+        images = torch.from_numpy(np.stack([data.image(m, last) for m, last in chunk]))
+        embeds, _ = model.image_embeddings(images, features)
+        pg, ph = p_yes(model, tok, embeds)
+        for j, (m, _) in enumerate(chunk):
+            goal, hole = bool(pg[j] > 0.5), bool(ph[j] > 0.5)
+            counts["goal_states"] += m.on_goal
+            counts["hole_states"] += m.in_hole
+            counts["ice_states"] += not (m.on_goal or m.in_hole)
+            counts["false_goal"] += goal and not m.on_goal
+            counts["false_hole"] += hole and not m.in_hole
+            beside = any(abs(m.player[0] - r) + abs(m.player[1] - cc) == 1 for r, cc in m.holes)
+            counts["false_hole_beside_a_hole"] += hole and not m.in_hole and beside
+            counts["missed_goal"] += m.on_goal and not goal
+            counts["missed_hole"] += m.in_hole and not hole
+    return {"model": model_dir or "bundled", "features": features, "states": states, "seed": seed, "counts": counts}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", help="model directory (default: the bundled checkpoint)")
+    ap.add_argument("--features", choices=("continuous", "quantized"), default="continuous")
+    ap.add_argument("--states", type=int, default=2048)
+    ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--out")
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    result = run(args.model, args.features, args.states, args.seed, quiet=args.quiet)
+    print(", ".join(f"{k} {v}" for k, v in result["counts"].items()))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
