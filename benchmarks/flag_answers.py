@@ -4,7 +4,7 @@ These two answers are the world model's reward and termination, so a false "Yes"
 that the real maze goes on with. States are drawn the way training draws them
 (``UnderstandingData.random_state``: start states, reachable cells, the goal, holes; the elf facing its last
 move), encoded from their real images with ``--features continuous`` (ViT + projector) or ``quantized``
-(MBAQ codes), and the answer is P(Yes) > 0.5 at the question's last token, as ``LatentWorldModel`` decides.
+(MBAQ codes), and asked with ``FlagQuestions`` (P(Yes) > 0.5), exactly as ``LatentWorldModel`` decides.
 False "in a hole" answers on ice states are split by whether a hole is beside the player.
 
     python benchmarks/flag_answers.py --model runs/mbaq/final [--features continuous] [--states 2048] [--out F.json]
@@ -20,24 +20,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from envs.vsp.maps import VSPMap
-from latentum_world.data.prompts import in_hole_question, on_goal_question
 from latentum_world.data.understanding import UnderstandingData
-from latentum_world.model.generation import ingest_image, ingest_text
-from latentum_world.model.language import KVCache
-
-
-def p_yes(model, tok, embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """P(Yes) ``(B,)`` to the goal and to the hole question about image slot embeddings ``(B, P, d)``."""
-    yes, no = tok.convert_tokens_to_ids(["Yes", "No"])
-    out = []
-    for question in (on_goal_question, in_hole_question):
-        ids = torch.tensor(tok.encode_text(question(VSPMap(3, (0, 0), (1, 1)))[0]))
-        cache = KVCache(model.config.num_layers)
-        ingest_image(model, cache, embeds)
-        h = ingest_text(model, cache, ids[None].expand(embeds.shape[0], -1))[:, -1]  # (B, d)
-        out.append(model.lm_head(h)[:, [yes, no]].softmax(-1)[:, 0])
-    return out[0], out[1]
+from latentum_world.world.model import FlagQuestions
 
 
 @torch.no_grad()
@@ -47,6 +31,7 @@ def run(model_dir: str | None, features: str, states: int, seed: int, batch_size
 
     model, tok = load_model(resolve_model_path(model_dir))
     model.eval()
+    flag_questions = FlagQuestions(model, tok)  # the world model's own reward / termination questions
     c = model.config
     data = UnderstandingData(image_size=c.image_size, cell_pixels=c.cell_pixels)
     rng = np.random.default_rng(seed)
@@ -57,7 +42,7 @@ def run(model_dir: str | None, features: str, states: int, seed: int, batch_size
         chunk = drawn[i : i + batch_size]
         images = torch.from_numpy(np.stack([data.image(m, last) for m, last in chunk]))
         embeds, _ = model.image_embeddings(images, features)
-        pg, ph = p_yes(model, tok, embeds)
+        pg, ph = flag_questions(embeds)
         for j, (m, _) in enumerate(chunk):
             goal, hole = bool(pg[j] > 0.5), bool(ph[j] > 0.5)
             counts["goal_states"] += m.on_goal

@@ -33,6 +33,40 @@ class WorldStep:
     p_hole: torch.Tensor  # (B,) ... "Is the player in a hole?"
 
 
+class FlagQuestions:
+    """The understanding branch's answers that make reward and termination: P(Yes) to "Is the player on the
+    goal?" and "Is the player in a hole?" about image slot embeddings. Needs no generation branch, so an
+    understanding model's own answers are measured the same way (``benchmarks/flag_answers.py``)."""
+
+    def __init__(self, model, tokenizer):
+        self.model = model
+        self.device = next(model.parameters()).device
+        self.yes, self.no = tokenizer.convert_tokens_to_ids(["Yes", "No"])
+        goal_q, hole_q = (tokenizer.encode_text(q(VSPMap(3, (0, 0), (1, 1)))[0]) for q in (on_goal_question, in_hole_question))
+        if len(goal_q) != len(hole_q):
+            raise ValueError("the goal and hole questions must tokenize to the same length (they share one batch)")
+        shared = next(i for i, (a, b) in enumerate(zip(goal_q, hole_q)) if a != b)  # "Is the player" is asked once
+        self.question_prefix = torch.tensor(goal_q[:shared], device=self.device)
+        self.questions = [torch.tensor(q[shared:], device=self.device) for q in (goal_q, hole_q)]
+
+    @torch.no_grad()
+    def __call__(self, state_embeds: torch.Tensor, cache: KVCache | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """P(Yes) ``(B,)`` to the goal and to the hole question about slot embeddings ``(B, P, d)`` (``cache``:
+        their ``<img> ... </img>`` ingest, if already done; it is not modified)."""
+        b = state_embeds.shape[0]
+        if cache is None:
+            cache = KVCache(self.model.config.num_layers)
+            ingest_image(self.model, cache, state_embeds)
+        cache = cache.clone()
+        if len(self.question_prefix):
+            ingest_text(self.model, cache, self.question_prefix[None].expand(b, -1))  # the questions' common start, once
+        both = cache.select(torch.arange(b, device=self.device).repeat(2))  # rows: B goal questions, then B hole questions
+        q = torch.cat([self.questions[0][None].expand(b, -1), self.questions[1][None].expand(b, -1)])  # same length
+        h = ingest_text(self.model, both, q)[:, -1]  # (2B, d)
+        yn = self.model.lm_head(h)[:, [self.yes, self.no]].softmax(-1)[:, 0]  # (2B,) P(Yes)
+        return yn[:b], yn[b:]
+
+
 class LatentWorldModel:
     """:param model: a LatentUM with its generation branch; :param tokenizer: its tokenizer."""
 
@@ -44,13 +78,7 @@ class LatentWorldModel:
         c = model.config
         self.device = next(model.parameters()).device
         self.action_ids = torch.tensor(tokenizer.convert_tokens_to_ids(list(ACTION_LETTERS)), device=self.device)
-        self.yes, self.no = tokenizer.convert_tokens_to_ids(["Yes", "No"])
-        goal_q, hole_q = (tokenizer.encode_text(q(VSPMap(3, (0, 0), (1, 1)))[0]) for q in (on_goal_question, in_hole_question))
-        if len(goal_q) != len(hole_q):
-            raise ValueError("the goal and hole questions must tokenize to the same length (they share one batch)")
-        shared = next(i for i, (a, b) in enumerate(zip(goal_q, hole_q)) if a != b)  # "Is the player" is asked once
-        self.question_prefix = torch.tensor(goal_q[:shared], device=self.device)
-        self.questions = [torch.tensor(q[shared:], device=self.device) for q in (goal_q, hole_q)]
+        self.flag_questions = FlagQuestions(model, tokenizer)
         self.table_prompt = torch.tensor(tokenizer.encode_text(table_question(VSPMap(3, (0, 0), (1, 1)))[0]), device=self.device)
         self.positions, self.num_codebooks = c.latent_positions, c.num_codebooks
         self.state_embeds: torch.Tensor | None = None  # (B, P, d): what the current state's image slots hold
@@ -120,18 +148,7 @@ class LatentWorldModel:
     def answer_flags(self, state_embeds: torch.Tensor, cache: KVCache | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The understanding branch's P(Yes) to the goal and hole questions about states ``(B, P, d)``
         re-ingested as ``<img> visual_projector(z_q) </img>`` (``cache``: that ingest, if already done)."""
-        b = state_embeds.shape[0]
-        if cache is None:
-            cache = KVCache(self.model.config.num_layers)
-            ingest_image(self.model, cache, state_embeds)
-        cache = cache.clone()
-        if len(self.question_prefix):
-            ingest_text(self.model, cache, self.question_prefix[None].expand(b, -1))  # the questions' common start, once
-        both = cache.select(torch.arange(b, device=self.device).repeat(2))  # rows: B goal questions, then B hole questions
-        q = torch.cat([self.questions[0][None].expand(b, -1), self.questions[1][None].expand(b, -1)])  # same length
-        h = ingest_text(self.model, both, q)[:, -1]  # (2B, d)
-        yn = self.model.lm_head(h)[:, [self.yes, self.no]].softmax(-1)[:, 0]  # (2B,) P(Yes)
-        return yn[:b], yn[b:]
+        return self.flag_questions(state_embeds, cache)
 
     @torch.no_grad()
     def read_board(self, state_embeds: torch.Tensor | None = None, max_new_tokens: int = 100) -> list[VSPMap | None]:
