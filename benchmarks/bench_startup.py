@@ -10,18 +10,17 @@ would. The interpreter's own start-up is not counted.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
 import sys
-from pathlib import Path
 
 SNIPPET = """
 import time
 t0 = time.perf_counter()
 import gymnasium as gym
 import latentum_world
+from latentum_world.evaluation import write_json
 t1 = time.perf_counter()
 kwargs = {} if MODEL is None else {"model": MODEL}
 env = gym.make("LatentUM-VSP-v0", **kwargs)
@@ -49,9 +48,8 @@ def main(argv=None) -> int:
     result = {"benchmark": "import + gym.make + first reset, fresh process", "model": args.model or "bundled",
               "runs": runs, "median_total_s": totals[len(totals) // 2], "max_total_s": totals[-1],
               "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "loadavg": os.getloadavg()}}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"median {result['median_total_s']:.2f} s, max {result['max_total_s']:.2f} s over {args.runs} runs; wrote {args.out}")
+    write_json(args.out, result)
+    print(f"median {result['median_total_s']:.2f} s, max {result['max_total_s']:.2f} s over {args.runs} runs")
     return 0
 
 

@@ -10,11 +10,9 @@ every reset (its default) and replaying one fixed map per level, like ``FrozenLa
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
-from pathlib import Path
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
@@ -26,6 +24,7 @@ import torch  # noqa: E402
 import latentum_world  # noqa: E402,F401
 from envs.vsp.formats import to_desc  # noqa: E402
 from envs.vsp.maps import LEVELS, generate_map  # noqa: E402
+from latentum_world.evaluation import write_json
 
 
 def steps_per_second(env, seconds: float, render: bool, reset_options=None, seed: int = 0) -> float:
@@ -94,9 +93,7 @@ def main() -> None:
         "target": "VSPMaze-v0 rgb@128 >= 10x FrozenLake-v1 rgb_array (step + render)",
         "meets_target": summary["min_speedup_over_levels"] >= 10.0,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_json(args.out, result)
 
 
 if __name__ == "__main__":

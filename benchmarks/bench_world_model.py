@@ -21,7 +21,6 @@ generation branch added (same shapes, so the same speed as a trained one; the JS
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -34,6 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from envs.vsp.maps import LEVELS, generate_map
 from envs.vsp.observation import model_renderer
 from latentum_world.world.model import LatentWorldModel
+from latentum_world.evaluation import write_json
 
 DEFAULT_MODEL = "runs/world/final"
 
@@ -182,9 +182,7 @@ def main() -> None:
         "matmul_peak": peak,
         "batches": {str(r["batch_size"]): r for r in rows},
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_json(args.out, result)
 
 
 if __name__ == "__main__":

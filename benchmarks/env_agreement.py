@@ -24,15 +24,14 @@ all three measures because the env had already ended the episode).
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 from tqdm import tqdm
 
 import latentum_world  # noqa: F401  (registers the env ids)
+from latentum_world.evaluation import write_json
 
 
 def run(model: str | None, maps: int, horizon: int, num_envs: int, seed: int, quiet: bool = False) -> dict:
@@ -122,15 +121,13 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     result = run(args.model, args.maps, args.horizon, args.num_envs, args.seed, args.quiet)
     result["model"] = args.model or "bundled"
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.out, result)
     for k in ("board", "reward", "termination"):
         print(f"{k:12s} {100 * result[k]['accuracy']:6.2f} % of {result[k]['steps']} steps")
     e = result["errors"]
     print(f"false terminations {e['false_termination']['count']} (goal answer {e['false_termination']['by_goal_answer']}, "
           f"board read-out right {e['false_termination']['board_readout_right']}), missed terminations "
           f"{e['missed_termination']['count']}, real steps after an early end {e['steps_after_early_end']}")
-    print(f"wrote {args.out}")
     return 0
 
 

@@ -13,8 +13,6 @@ False "in a hole" answers on ice states are split by whether a hole is beside th
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,6 +20,7 @@ from tqdm import tqdm
 
 from latentum_world.data.understanding import UnderstandingData
 from latentum_world.world.model import FlagQuestions
+from latentum_world.evaluation import write_json
 
 
 @torch.no_grad()
@@ -69,9 +68,7 @@ def main(argv=None) -> int:
     result = run(args.model, args.features, args.states, args.seed, quiet=args.quiet)
     print(", ".join(f"{k} {v}" for k, v in result["counts"].items()))
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.out}")
+        write_json(args.out, result)
     return 0
 
 

@@ -9,12 +9,11 @@ Reference means (from the benchmark's task-main maps, levels 3..8): holes 1.22, 
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 import numpy as np
 
 from envs.vsp.maps import LEVELS, generate_map
+from latentum_world.evaluation import write_json
 
 REF_HOLES = dict(zip(LEVELS, (1.22, 2.53, 4.45, 6.43, 9.51, 12.39)))
 REF_PATH = dict(zip(LEVELS, (2.11, 2.70, 3.20, 4.53, 5.23, 5.41)))
@@ -41,9 +40,7 @@ def main() -> None:
     result = {"benchmark": "generator_stats", "maps_per_level": args.maps, "seed": args.seed, "levels": rows,
               "max_abs_relative_error": worst, "target": 0.15, "meets_target": worst <= 0.15}
     print(f"max |relative error| = {worst:.1%} (target <= 15%)")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_json(args.out, result)
 
 
 if __name__ == "__main__":

@@ -19,8 +19,6 @@ questions about the real next frame's own codes (``visual_projector(z_q)``, no g
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,6 +27,7 @@ from envs.vsp.observation import content_side
 from latentum_world.data.understanding import UnderstandingData
 from latentum_world.world.loading import load_world_model
 from latentum_world.world.model import LatentWorldModel
+from latentum_world.evaluation import write_json
 
 
 def board_mask(level: int, config) -> torch.Tensor:
@@ -103,9 +102,7 @@ def main(argv=None) -> None:
         print(f"{k:16s} {acc:>8s} of {v['total']} {'states' if k == 'whole_state' else 'positions'}")
     print("goal / hole answers: " + ", ".join(f"{k} {v}" for k, v in flags.items()))
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.out}")
+        write_json(args.out, result)
 
 
 if __name__ == "__main__":

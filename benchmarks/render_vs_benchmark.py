@@ -16,6 +16,7 @@ import numpy as np
 
 from envs.vsp.loader import load_vsp
 from envs.vsp.render import load_png, render_map
+from latentum_world.evaluation import write_json
 
 
 def main() -> None:
@@ -40,8 +41,7 @@ def main() -> None:
               "max_mean_abs_diff_per_channel": worst.tolist(), "target": 0.01,
               "meets_target": size_mismatch == 0 and bool((worst <= 0.01).all())}
     print(json.dumps(result, indent=2))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.out, result)
 
 
 if __name__ == "__main__":

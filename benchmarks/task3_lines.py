@@ -13,13 +13,12 @@ of the model's OWN summary lines would pick (the comparison step, apart from the
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 from envs.vsp.maps import LEVELS
 from latentum_world.data.understanding import UnderstandingData
 from latentum_world.evaluation.perception import answer_all, heldout_rng
 from latentum_world.eval_cli import load_for_eval, resolve_model_path
+from latentum_world.evaluation import write_json
 
 
 def summary_fields(line: str) -> list[str]:
@@ -92,9 +91,7 @@ def main() -> None:
         if isinstance(v, float):
             print(f"{k:28s} {100 * v:6.1f} %")
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.out}")
+        write_json(args.out, result)
 
 
 if __name__ == "__main__":

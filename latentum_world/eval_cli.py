@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 #: The bundled checkpoint, used when ``--model`` is not given.
@@ -82,9 +81,9 @@ def report(results, json_path: str | None) -> int:
     """Print a results table and, with ``--json``, write its numbers."""
     print(results.format_table())
     if json_path:
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps(results.to_dict(), indent=2) + "\n")
-        print(f"wrote {json_path}")
+        from latentum_world.evaluation import write_json
+
+        write_json(json_path, results.to_dict())
     return 0
 
 
