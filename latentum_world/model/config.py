@@ -22,8 +22,7 @@ class LatentUMConfig(PretrainedConfig):
     the same place at every level.
 
     Language model (the understanding branch; MoME adds its generation copies): ``hidden_size`` wide,
-    ``num_layers`` deep, RMSNorm, rotary positions, SwiGLU MLP; ``table_positions`` adds table / row embeddings to
-    the tokens of VSP text tables (:mod:`latentum_world.model.table_positions`).
+    ``num_layers`` deep, RMSNorm, rotary positions, SwiGLU MLP.
 
     MBAQ: down-projection to ``code_dim``, product quantization with ``num_codebooks`` codebooks of
     ``codebook_size`` entries, each over ``code_dim / num_codebooks`` channels, up-projection to ``hidden_size``.
@@ -59,7 +58,6 @@ class LatentUMConfig(PretrainedConfig):
         usage_decay: float = 0.99,
         dead_code_fraction: float = 0.03,
         max_restarts: int = 16,
-        table_positions: bool = False,
         generation_branch: bool = False,
         depth_layers: int = 1,
         depth_heads: int = 4,
@@ -90,7 +88,6 @@ class LatentUMConfig(PretrainedConfig):
         self.quantizer_hidden = quantizer_hidden
         self.commitment_weight, self.entropy_weight = commitment_weight, entropy_weight
         self.usage_decay, self.dead_code_fraction, self.max_restarts = usage_decay, dead_code_fraction, max_restarts
-        self.table_positions = table_positions
         self.generation_branch, self.depth_layers, self.depth_heads = generation_branch, depth_layers, depth_heads
         self.initializer_range = initializer_range
         self.img_start_id, self.img_end_id, self.img_context_id = img_start_id, img_end_id, img_context_id

@@ -34,9 +34,8 @@ def ingest_image(model, cache: KVCache, image_embeds: torch.Tensor) -> torch.Ten
 
 @torch.no_grad()
 def ingest_text(model, cache: KVCache, ids: torch.Tensor) -> torch.Tensor:
-    """Append text ids ``(B, T)`` through the understanding branch; returns the hidden states ``(B, T, d)``.
-    Table positions are counted within ``ids`` (appended text starts outside any table)."""
-    x = model.embed_text(ids)
+    """Append text ids ``(B, T)`` through the understanding branch; returns the hidden states ``(B, T, d)``."""
+    x = model.language_model.embed_tokens(ids)
     return model.language_model(x, torch.ones_like(ids), cache=cache)
 
 

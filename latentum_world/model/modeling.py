@@ -21,9 +21,7 @@ from latentum_world.model.dual_sequence import dual_attention, dual_positions
 from latentum_world.model.language import KVCache, LanguageModel, RMSNorm
 from latentum_world.model.mbaq import MBAQOutput, MBAQuantizer
 from latentum_world.model.probe import VisionProbe
-from latentum_world.model.table_positions import TablePositions
 from latentum_world.model.vision import VisionEncoder, VisionProjector
-from latentum_world.tokenizer import vocabulary
 
 FEATURE_KINDS = ("continuous", "quantized")
 
@@ -56,8 +54,6 @@ class LatentUMModel(PreTrainedModel):
         # added, so content cannot grow until it drowns the position (it did, to ~300x, without this).
         self.image_norm = RMSNorm(config.hidden_size, config.rms_eps)
         self.vision_probe = VisionProbe(config)
-        # Which table / row a text token sits in (TAPAS-style), so the tables of a task3 question can be read
-        self.table_positions = TablePositions(vocabulary(), config.hidden_size) if config.table_positions else None
         if config.generation_branch:
             self._build_generation_modules()
         self.post_init()
@@ -83,16 +79,6 @@ class LatentUMModel(PreTrainedModel):
         self.visual_projector.load_state_dict(self.quantizer.up_proj.state_dict())
         self.depth_head.apply(self._init_weights)
 
-    def add_table_positions(self) -> None:
-        """Give a model trained without them table / row embeddings, initialised to zero (so it computes
-        exactly what it did until they are trained)."""
-        if self.table_positions is not None:
-            raise RuntimeError("the model already has table positions")
-        self.config.table_positions = True
-        self.table_positions = TablePositions(vocabulary(), self.config.hidden_size).to(self.lm_head.weight.device)
-        nn.init.zeros_(self.table_positions.table_embed.weight)
-        nn.init.zeros_(self.table_positions.row_embed.weight)
-
     def project_latents(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes ``(..., K)`` -> generated-image slot embeddings ``visual_projector(z_q)`` ``(..., d)``."""
         return self.visual_projector(self.quantizer.indices_to_latent(codes))
@@ -105,9 +91,6 @@ class LatentUMModel(PreTrainedModel):
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, std=std)
-            if module.padding_idx is not None:
-                with torch.no_grad():
-                    module.weight[module.padding_idx].zero_()
         elif isinstance(module, VisionEncoder):
             nn.init.normal_(module.pos_embed, std=std)
         elif isinstance(module, LatentUMModel):
@@ -133,20 +116,9 @@ class LatentUMModel(PreTrainedModel):
         q = self.quantizer(vit)
         return q.x_vq, q
 
-    def embed_text(self, input_ids: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        """Text embeddings ``(B, T, d)``: token embeddings plus, with ``config.table_positions``, table / row
-        embeddings. ``context`` ``(B, T0)``: ids already in the cache before ``input_ids``, whose tables a
-        continuing table extends (token-by-token decoding passes the sequence so far)."""
-        x = self.language_model.embed_tokens(input_ids)
-        if self.table_positions is None:
-            return x
-        if context is None:
-            return x + self.table_positions(input_ids)
-        return x + self.table_positions(torch.cat([context, input_ids], dim=1))[:, context.shape[1]:]
-
     def embed(self, input_ids: torch.Tensor, image_embeds: torch.Tensor | None) -> torch.Tensor:
         """Token embeddings ``(B, T, d)`` with ``image_embeds`` ``(N, P, d)`` written over the ``<img_ctx>`` slots in order."""
-        x = self.embed_text(input_ids)  # (B, T, d)
+        x = self.language_model.embed_tokens(input_ids)  # (B, T, d)
         slots = input_ids == self.config.img_context_id  # (B, T)
         n_slots = int(slots.sum())
         if image_embeds is None:
@@ -260,14 +232,12 @@ class LatentUMModel(PreTrainedModel):
         done = torch.zeros(b, dtype=torch.bool, device=input_ids.device)
         out: list[list[int]] = [[] for _ in range(b)]
         ones = torch.ones(b, 1, dtype=attention_mask.dtype, device=input_ids.device)
-        seen = input_ids  # (B, T + n): what the cache holds, for the table positions of the next token
         for _ in range(max_new_tokens):
             done |= nxt == self.config.eos_token_id
             for i in torch.nonzero(~done).flatten().tolist():
                 out[i].append(int(nxt[i]))
             if bool(done.all()):
                 break
-            h = self.language_model(self.embed_text(nxt[:, None], context=seen), ones, cache=cache)
-            seen = torch.cat([seen, nxt[:, None]], dim=1)
+            h = self.language_model(self.language_model.embed_tokens(nxt[:, None]), ones, cache=cache)
             nxt = self.lm_head(h[:, -1]).argmax(-1)
         return out

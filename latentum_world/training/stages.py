@@ -107,8 +107,6 @@ class VLMStage(UnderstandingStage):
                                                  img_start_id=tok.convert_tokens_to_ids("<img>"),
                                                  img_end_id=tok.convert_tokens_to_ids("</img>"),
                                                  img_context_id=tok.convert_tokens_to_ids("<img_ctx>"), **sizes))
-        if ckpt is None and self.cfg.model.get("table_positions") and model.table_positions is None:
-            model.add_table_positions()  # an understanding model trained before they existed
         for p in model.quantizer.parameters():
             p.requires_grad_(False)
         if not self.sc.probe_weight:
