@@ -10,7 +10,9 @@ drew the wrong codes" from "the understanding branch misread right codes" when
 The same split for the step's termination: ``flags`` counts the steps whose goal / hole answers
 (P(Yes) > 0.5, as the env decides) disagree with the real next state, separately where the imagined
 codes were exactly the real next frame's (the understanding branch misread right codes) and where
-they were not (the generation branch drew a wrong state); ``real_codes_wrong`` asks the same two
+they were not (the generation branch drew a wrong state); ``by_transition`` splits whole-state exactness by
+what the move did (a step onto ice, a bump against the edge, a step into a hole, onto the goal);
+``real_codes_wrong`` asks the same two
 questions about the real next frame's own codes (``visual_projector(z_q)``, no generation at all).
 
     python benchmarks/one_step_codes.py --model runs/world/final --states 3072 --out benchmarks/results/one_step_codes.json
@@ -40,6 +42,17 @@ def board_mask(level: int, config) -> torch.Tensor:
     return m.flatten()
 
 
+TRANSITIONS = ("onto_ice", "bump", "into_hole", "onto_goal")
+
+
+def transition_kind(before, after) -> str:
+    """What a move did: ``bump`` (off the edge: the player stays, facing the move), ``into_hole``,
+    ``onto_goal`` or ``onto_ice``."""
+    if after.player == before.player:
+        return "bump"
+    return "into_hole" if after.in_hole else "onto_goal" if after.on_goal else "onto_ice"
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=None, help="world model directory (default: the bundled checkpoint)")
@@ -61,6 +74,7 @@ def main(argv=None) -> None:
             states.append((m, last))
     actions = rng.integers(0, 4, len(states))
     tallies = {k: [0, 0] for k in ("changed", "unchanged_board", "margin", "all", "whole_state")}
+    by_transition = {k: [0, 0] for k in TRANSITIONS}
     flags = {k: 0 for k in ("steps", "real_terminal", "false_goal", "false_hole", "missed_goal", "missed_hole",
                             "wrong_with_exact_codes", "wrong_with_wrong_codes", "real_codes_wrong")}
     for i in range(0, len(states), args.batch_size):
@@ -82,6 +96,10 @@ def main(argv=None) -> None:
         tallies["whole_state"][0] += int(ok.all(-1).sum())
         tallies["whole_state"][1] += len(chunk)
         exact = ok.all(-1)
+        for j, ((m, _), m2) in enumerate(zip(chunk, nxt)):
+            kind = transition_kind(m, m2)
+            by_transition[kind][0] += int(exact[j])
+            by_transition[kind][1] += 1
         real_goal, real_hole = wm.answer_flags(model.project_latents(codes_next))
         for j, m in enumerate(nxt):
             said_goal, said_hole = bool(out.p_goal[j] > 0.5), bool(out.p_hole[j] > 0.5)
@@ -96,10 +114,14 @@ def main(argv=None) -> None:
                 flags["wrong_with_exact_codes" if bool(exact[j]) else "wrong_with_wrong_codes"] += 1
     result = {"model": args.model or "bundled", "states": len(states), "seed": args.seed,
               "exact_codes": {k: {"correct": a, "total": n, "accuracy": a / n if n else None} for k, (a, n) in tallies.items()},
+              "whole_state_by_transition": {k: {"correct": a, "total": n, "accuracy": a / n if n else None}
+                                            for k, (a, n) in by_transition.items()},
               "flags": flags}
     for k, v in result["exact_codes"].items():
         acc = "-" if v["accuracy"] is None else f"{100 * v['accuracy']:.1f} %"
         print(f"{k:16s} {acc:>8s} of {v['total']} {'states' if k == 'whole_state' else 'positions'}")
+    print("whole state by transition: " + ", ".join(
+        f"{k} {a}/{n}" for k, (a, n) in by_transition.items()))
     print("goal / hole answers: " + ", ".join(f"{k} {v}" for k, v in flags.items()))
     if args.out:
         write_json(args.out, result)
