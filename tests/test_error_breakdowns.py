@@ -6,9 +6,18 @@ from pathlib import Path
 
 import pytest
 
-_spec = importlib.util.spec_from_file_location("env_agreement", Path(__file__).parents[1] / "benchmarks" / "env_agreement.py")
-env_agreement = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(env_agreement)
+from envs.vsp.maps import VSPMap
+
+
+def _benchmark(name):
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+env_agreement = _benchmark("env_agreement")
+one_step_codes = _benchmark("one_step_codes")
 
 
 def test_termination_misses_are_the_false_missed_and_after_end_steps():
@@ -36,9 +45,6 @@ def test_error_summary_counts_records():
 
 
 def test_one_step_codes_flags_account_for_every_wrong_step(tmp_path):
-    spec = importlib.util.spec_from_file_location("one_step_codes", Path(__file__).parents[1] / "benchmarks" / "one_step_codes.py")
-    one_step_codes = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(one_step_codes)
     out = tmp_path / "codes.json"
     one_step_codes.main(["--states", "24", "--batch-size", "12", "--out", str(out)])  # the bundled model
     r = json.loads(out.read_text())
@@ -48,13 +54,23 @@ def test_one_step_codes_flags_account_for_every_wrong_step(tmp_path):
     # a step is wrong when any answer is; one step can be wrong on two answers at once
     assert wrong_steps <= f["false_goal"] + f["false_hole"] + f["missed_goal"] + f["missed_hole"] <= 2 * wrong_steps
     assert f["wrong_with_exact_codes"] <= r["exact_codes"]["whole_state"]["correct"] and 0 <= f["real_codes_wrong"] <= 24
+    # the split by transition covers every state once and adds up to the whole-state tally
+    kinds = r["whole_state_by_transition"]
+    assert sum(k["total"] for k in kinds.values()) == 24
+    assert sum(k["correct"] for k in kinds.values()) == r["exact_codes"]["whole_state"]["correct"]
+
+
+def test_transition_kinds():
+    m = VSPMap(3, (0, 0), (0, 2), frozenset({(1, 0)}))
+    kind = one_step_codes.transition_kind
+    assert kind(m, m.move(0)) == "bump"  # left off the edge
+    assert kind(m, m.move(1)) == "into_hole"
+    assert kind(m, m.move(2)) == "onto_ice"
+    assert kind(m.with_player((0, 1)), m.with_player((0, 1)).move(2)) == "onto_goal"
 
 
 def test_flag_answers_counts_add_up():
-    spec = importlib.util.spec_from_file_location("flag_answers", Path(__file__).parents[1] / "benchmarks" / "flag_answers.py")
-    flag_answers = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(flag_answers)
-    r = flag_answers.run(None, "quantized", states=40, seed=3, batch_size=16, quiet=True)  # the bundled model
+    r = _benchmark("flag_answers").run(None, "quantized", states=40, seed=3, batch_size=16, quiet=True)  # the bundled model
     c = r["counts"]
     assert c["goal_states"] + c["hole_states"] + c["ice_states"] == 40
     assert c["missed_goal"] <= c["goal_states"] and c["missed_hole"] <= c["hole_states"]
