@@ -15,6 +15,10 @@ what the move did (a step onto ice, a bump against the edge, a step into a hole,
 ``real_codes_wrong`` asks the same two
 questions about the real next frame's own codes (``visual_projector(z_q)``, no generation at all).
 
+``--readout`` also reads the whole board (VSP table) from the imagined state and from the real next
+frame's codes, and splits wrong imagined read-outs by whether the codes were exact: it tells how much of
+``eval world-model``'s one-step board error is reading, not generation.
+
     python benchmarks/one_step_codes.py --model runs/world/final --states 3072 --out benchmarks/results/one_step_codes.json
 """
 
@@ -59,6 +63,7 @@ def main(argv=None) -> None:
     ap.add_argument("--states", type=int, default=3072)  # 384 is too few: 97.7 vs 94.8 % whole-state was noise
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--readout", action="store_true", help="also score the board read-out of imagined and real codes (slower)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
 
@@ -75,6 +80,8 @@ def main(argv=None) -> None:
     actions = rng.integers(0, 4, len(states))
     tallies = {k: [0, 0] for k in ("changed", "unchanged_board", "margin", "all", "whole_state")}
     by_transition = {k: [0, 0] for k in TRANSITIONS}
+    readout = {k: 0 for k in ("steps", "imagined_right", "real_codes_right", "imagined_wrong_with_exact_codes",
+                              "imagined_wrong_with_wrong_codes")}
     flags = {k: 0 for k in ("steps", "real_terminal", "false_goal", "false_hole", "missed_goal", "missed_hole",
                             "wrong_with_exact_codes", "wrong_with_wrong_codes", "real_codes_wrong")}
     for i in range(0, len(states), args.batch_size):
@@ -100,7 +107,17 @@ def main(argv=None) -> None:
             kind = transition_kind(m, m2)
             by_transition[kind][0] += int(exact[j])
             by_transition[kind][1] += 1
-        real_goal, real_hole = wm.answer_flags(model.project_latents(codes_next))
+        real_embeds = model.project_latents(codes_next)
+        real_goal, real_hole = wm.answer_flags(real_embeds)
+        if args.readout:
+            said, said_real = wm.read_board(), wm.read_board(real_embeds)
+            for j, m in enumerate(nxt):
+                right = said[j] == m
+                readout["steps"] += 1
+                readout["imagined_right"] += int(right)
+                readout["real_codes_right"] += int(said_real[j] == m)
+                if not right:
+                    readout["imagined_wrong_with_exact_codes" if bool(exact[j]) else "imagined_wrong_with_wrong_codes"] += 1
         for j, m in enumerate(nxt):
             said_goal, said_hole = bool(out.p_goal[j] > 0.5), bool(out.p_hole[j] > 0.5)
             errors = {"false_goal": said_goal and not m.on_goal, "false_hole": said_hole and not m.in_hole,
@@ -117,12 +134,16 @@ def main(argv=None) -> None:
               "whole_state_by_transition": {k: {"correct": a, "total": n, "accuracy": a / n if n else None}
                                             for k, (a, n) in by_transition.items()},
               "flags": flags}
+    if args.readout:
+        result["readout"] = readout
     for k, v in result["exact_codes"].items():
         acc = "-" if v["accuracy"] is None else f"{100 * v['accuracy']:.1f} %"
         print(f"{k:16s} {acc:>8s} of {v['total']} {'states' if k == 'whole_state' else 'positions'}")
     print("whole state by transition: " + ", ".join(
         f"{k} {a}/{n}" for k, (a, n) in by_transition.items()))
     print("goal / hole answers: " + ", ".join(f"{k} {v}" for k, v in flags.items()))
+    if args.readout:
+        print("board read-out: " + ", ".join(f"{k} {v}" for k, v in readout.items()))
     if args.out:
         write_json(args.out, result)
 

@@ -46,7 +46,7 @@ def test_error_summary_counts_records():
 
 def test_one_step_codes_flags_account_for_every_wrong_step(tmp_path):
     out = tmp_path / "codes.json"
-    one_step_codes.main(["--states", "24", "--batch-size", "12", "--out", str(out)])  # the bundled model
+    one_step_codes.main(["--states", "24", "--batch-size", "12", "--readout", "--out", str(out)])  # the bundled model
     r = json.loads(out.read_text())
     f = r["flags"]
     assert f["steps"] == r["exact_codes"]["whole_state"]["total"] == 24 and 0 <= f["real_terminal"] <= 24
@@ -58,6 +58,11 @@ def test_one_step_codes_flags_account_for_every_wrong_step(tmp_path):
     kinds = r["whole_state_by_transition"]
     assert sum(k["total"] for k in kinds.values()) == 24
     assert sum(k["correct"] for k in kinds.values()) == r["exact_codes"]["whole_state"]["correct"]
+    # every wrong imagined read-out is counted once, with exact or with wrong codes
+    ro = r["readout"]
+    assert ro["steps"] == 24 and ro["imagined_right"] <= 24 and ro["real_codes_right"] <= 24
+    assert ro["imagined_wrong_with_exact_codes"] + ro["imagined_wrong_with_wrong_codes"] == 24 - ro["imagined_right"]
+    assert ro["imagined_wrong_with_exact_codes"] <= r["exact_codes"]["whole_state"]["correct"]
 
 
 def test_transition_kinds():
