@@ -46,6 +46,11 @@ def board_mask(level: int, config) -> torch.Tensor:
     return m.flatten()
 
 
+def rates(tallies: dict[str, list[int]]) -> dict[str, dict]:
+    """``{name: [correct, total]}`` -> ``{name: {"correct", "total", "accuracy"}}`` (accuracy ``None`` when empty)."""
+    return {k: {"correct": a, "total": n, "accuracy": a / n if n else None} for k, (a, n) in tallies.items()}
+
+
 TRANSITIONS = ("onto_ice", "bump", "into_hole", "onto_goal")
 
 
@@ -100,25 +105,24 @@ def main(argv=None) -> None:
                            ("all", torch.ones_like(ok))):
             tallies[name][0] += int(ok[mask].sum())
             tallies[name][1] += int(mask.sum())
-        tallies["whole_state"][0] += int(ok.all(-1).sum())
+        exact = ok.all(-1)  # (B,) the whole state's codes
+        tallies["whole_state"][0] += int(exact.sum())
         tallies["whole_state"][1] += len(chunk)
-        exact = ok.all(-1)
-        for j, ((m, _), m2) in enumerate(zip(chunk, nxt)):
-            kind = transition_kind(m, m2)
-            by_transition[kind][0] += int(exact[j])
-            by_transition[kind][1] += 1
         real_embeds = model.project_latents(codes_next)
         real_goal, real_hole = wm.answer_flags(real_embeds)
         if args.readout:
             said, said_real = wm.read_board(), wm.read_board(real_embeds)
-            for j, m in enumerate(nxt):
+        for j, ((m_now, _), m) in enumerate(zip(chunk, nxt)):
+            kind = transition_kind(m_now, m)
+            by_transition[kind][0] += int(exact[j])
+            by_transition[kind][1] += 1
+            if args.readout:
                 right = said[j] == m
                 readout["steps"] += 1
                 readout["imagined_right"] += int(right)
                 readout["real_codes_right"] += int(said_real[j] == m)
                 if not right:
                     readout["imagined_wrong_with_exact_codes" if bool(exact[j]) else "imagined_wrong_with_wrong_codes"] += 1
-        for j, m in enumerate(nxt):
             said_goal, said_hole = bool(out.p_goal[j] > 0.5), bool(out.p_hole[j] > 0.5)
             errors = {"false_goal": said_goal and not m.on_goal, "false_hole": said_hole and not m.in_hole,
                       "missed_goal": m.on_goal and not said_goal, "missed_hole": m.in_hole and not said_hole}
@@ -130,9 +134,7 @@ def main(argv=None) -> None:
             if any(errors.values()):
                 flags["wrong_with_exact_codes" if bool(exact[j]) else "wrong_with_wrong_codes"] += 1
     result = {"model": args.model or "bundled", "states": len(states), "seed": args.seed,
-              "exact_codes": {k: {"correct": a, "total": n, "accuracy": a / n if n else None} for k, (a, n) in tallies.items()},
-              "whole_state_by_transition": {k: {"correct": a, "total": n, "accuracy": a / n if n else None}
-                                            for k, (a, n) in by_transition.items()},
+              "exact_codes": rates(tallies), "whole_state_by_transition": rates(by_transition),
               "flags": flags}
     if args.readout:
         result["readout"] = readout
