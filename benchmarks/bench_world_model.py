@@ -12,7 +12,10 @@ elementwise work is not counted), and the machine's dense fp32 throughput is the
 1024 x 1024 matmuls on the same thread count; ``utilisation`` = achieved FLOP/s / that rate.
 
     python benchmarks/bench_world_model.py [--model runs/world/final] [--batch-sizes 1,16,64] [--seconds 5]
-        [--threads N] [--out benchmarks/results/world_model.json]
+        [--threads N] [--compile] [--out benchmarks/results/world_model.json]
+
+``--compile`` measures ``LatentWorldModel(..., compile=True)`` (:mod:`latentum_world.model.compiled`); each
+batch size's ``warmup_seconds`` then includes the compilation its first steps trigger.
 
 Without a model at ``--model`` it measures a freshly initialised model of the default config with its
 generation branch added (same shapes, so the same speed as a trained one; the JSON says which was used).
@@ -80,11 +83,15 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def transitions_per_second(wm: LatentWorldModel, batch: int, seconds: float, min_steps: int = 3) -> dict:
+def transitions_per_second(wm: LatentWorldModel, batch: int, seconds: float, min_steps: int = 3,
+                           warmup_steps: int = 2) -> dict:
     gen = torch.Generator().manual_seed(batch)
     wm.reset(first_frames(batch, wm.model.config))
-    for _ in range(2):  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(warmup_steps):  # warm-up (and, compiled, the compilation a new batch size triggers)
         wm.step(torch.randint(4, (batch,), generator=gen))
+    sync(wm.device)
+    warmup = time.perf_counter() - t0
     steps, t0 = 0, time.perf_counter()
     while True:
         wm.step(torch.randint(4, (batch,), generator=gen))
@@ -93,8 +100,8 @@ def transitions_per_second(wm: LatentWorldModel, batch: int, seconds: float, min
         elapsed = time.perf_counter() - t0
         if elapsed >= seconds and steps >= min_steps:
             break
-    return {"batch_size": batch, "steps": steps, "seconds": elapsed, "step_ms": 1000 * elapsed / steps,
-            "transitions_per_second": batch * steps / elapsed}
+    return {"batch_size": batch, "warmup_steps": warmup_steps, "warmup_seconds": warmup, "steps": steps,
+            "seconds": elapsed, "step_ms": 1000 * elapsed / steps, "transitions_per_second": batch * steps / elapsed}
 
 
 def flops_per_transition(wm: LatentWorldModel, batch: int = 1) -> dict:
@@ -134,6 +141,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="measuring time per batch size (default 5)")
     parser.add_argument("--matmul-seconds", type=float, default=3.0, help="measuring time of the matmul loop (default 3)")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's default, all cores)")
+    parser.add_argument("--compile", action="store_true", help="measure the torch.compile'd imagination loop")
     parser.add_argument("--note", default="", help="free text stored in the JSON (e.g. what else was running)")
     parser.add_argument("--out", default="benchmarks/results/world_model.json")
     args = parser.parse_args()
@@ -145,25 +153,26 @@ def main() -> None:
     load_before = os.getloadavg()
 
     model, tok, source = load(args.model)
-    wm = LatentWorldModel(model, tok)
+    wm = LatentWorldModel(model, tok, compile=args.compile)
     c = model.config
     params = sum(p.numel() for p in model.parameters())
     print(f"model: {source['kind']} ({source.get('path') or source['why']}), {params / 1e6:.2f} M parameters, "
           f"{torch.get_num_threads()} threads")
 
-    flops = flops_per_transition(wm)
+    flops = flops_per_transition(LatentWorldModel(model, tok))  # counted eagerly: the same ops either way
     print(f"FLOPs per transition: {flops['flops'] / 1e6:.1f} M ({flops['imagination_flops'] / 1e6:.1f} M imagination, "
           f"{flops['answer_flags_flops'] / 1e6:.1f} M reward/termination answers)")
     peak = matmul_flops_per_second(args.matmul_seconds)
     print(f"dense fp32 matmul 1024^3: {peak['flops_per_second'] / 1e9:.1f} GFLOP/s")
     rows = []
     for b in batches:
-        r = transitions_per_second(wm, b, args.seconds)
+        r = transitions_per_second(wm, b, args.seconds, warmup_steps=3 if args.compile else 2)
         r["achieved_flops_per_second"] = r["transitions_per_second"] * flops["flops"]
         r["utilisation"] = r["achieved_flops_per_second"] / peak["flops_per_second"]
         rows.append(r)
         print(f"batch {b:3d}: {r['transitions_per_second']:8.1f} transitions/s ({r['step_ms']:.1f} ms/step), "
-              f"{r['achieved_flops_per_second'] / 1e9:.2f} GFLOP/s = {100 * r['utilisation']:.1f}% of matmul peak")
+              f"{r['achieved_flops_per_second'] / 1e9:.2f} GFLOP/s = {100 * r['utilisation']:.1f}% of matmul peak; "
+              f"warm-up {r['warmup_seconds']:.1f} s")
 
     result = {
         "benchmark": "world_model_transitions_per_second",
@@ -172,6 +181,7 @@ def main() -> None:
         "config": {k: getattr(c, k) for k in ("image_size", "hidden_size", "num_layers", "num_heads", "mlp_size",
                                               "latent_positions", "num_codebooks", "codebook_size", "depth_layers")},
         "sampling": "greedy",
+        "compiled": args.compile,
         "device": str(wm.device),
         "threads": torch.get_num_threads(),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),

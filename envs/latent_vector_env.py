@@ -34,7 +34,7 @@ class LatentUMVSPVectorEnv(VectorEnv):
     def __init__(self, num_envs: int = 1, model: str | None = None, levels=LEVELS, obs_type: str = "latent",
                  temperature: float = 0.0, top_k: int | None = None, top_p: float | None = None,
                  max_episode_steps: int | None = 32, hole_prob: float = 0.2, device: str = "cpu",
-                 render_mode: str | None = None, readout: bool = False):
+                 render_mode: str | None = None, readout: bool = False, compile: bool = False):
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         if obs_type not in OBS_TYPES:
@@ -56,7 +56,7 @@ class LatentUMVSPVectorEnv(VectorEnv):
         dev = next(self.model.parameters()).device
         self._generators = [torch.Generator(device=dev) for _ in range(num_envs)]
         sampling = Sampling(greedy=True) if temperature == 0 else Sampling(temperature, top_k, top_p, generator=self._generators)
-        self.world = LatentWorldModel(self.model, self.tokenizer, sampling)
+        self.world = LatentWorldModel(self.model, self.tokenizer, sampling, compile=compile)
         self._rngs = [seeding.np_random(None)[0] for _ in range(num_envs)]
         self.real_maps: list = [None] * num_envs
         self._elapsed = np.zeros(num_envs, dtype=np.int64)

@@ -25,10 +25,13 @@ def image_block_ids(model, batch: int, device) -> torch.Tensor:
 @torch.no_grad()
 def ingest_image(model, cache: KVCache, image_embeds: torch.Tensor) -> torch.Tensor:
     """Append ``<img> image_embeds </img>`` ``(B, P, d)`` through the understanding branch; returns the last hidden ``(B, d)``."""
-    b = image_embeds.shape[0]
+    b, p, _ = image_embeds.shape
+    if p != model.config.latent_positions:
+        raise ValueError(f"expected {model.config.latent_positions} image embeddings per row, got shape {tuple(image_embeds.shape)}")
     ids = image_block_ids(model, b, image_embeds.device)
-    x = model.embed(ids, image_embeds)
-    h = model.language_model(x, torch.ones_like(ids), cache=cache)
+    ends = model.language_model.embed_tokens(ids[:, [0, -1]])  # (B, 2, d): <img>, </img>
+    x = torch.cat([ends[:, :1], model.slot_embeddings(image_embeds).to(ends.dtype), ends[:, 1:]], dim=1)  # as model.embed
+    h = model.language_model(x, torch.ones(b, p + 2, dtype=torch.long, device=x.device), cache=cache)
     return h[:, -1]
 
 
@@ -39,13 +42,32 @@ def ingest_text(model, cache: KVCache, ids: torch.Tensor) -> torch.Tensor:
     return model.language_model(x, torch.ones_like(ids), cache=cache)
 
 
+def next_position(model, x: torch.Tensor, cache: KVCache, sampling: Sampling) -> torch.Tensor:
+    """Input ``x`` ``(B, 1, d)`` through the generation branch after ``cache`` (which it extends), then the
+    depth head: the codes ``(B, K)`` of the next latent position."""
+    ones = torch.ones(x.shape[0], 1, dtype=torch.long, device=x.device)
+    h = model.language_model(x, ones, gen_mask=True, cache=cache)[:, -1]  # (B, d)
+    return model.depth_head.sample(h, sampling)
+
+
+def after_latent(model, codes: torch.Tensor, slot_pos: torch.Tensor, cache: KVCache, sampling: Sampling) -> torch.Tensor:
+    """:func:`next_position` after the latent with codes ``(B, K)`` written into its slot (``slot_pos``
+    ``(1, d)``: that slot's ``image_pos_embed`` row, as :meth:`~latentum_world.model.modeling.LatentUMModel.slot_embeddings`
+    adds it)."""
+    x = model.image_norm(model.project_latents(codes)[:, None]) + slot_pos  # (B, 1, d)
+    return next_position(model, x, cache, sampling)
+
+
 @torch.no_grad()
-def generate_state(model, cache: KVCache, sampling: Sampling | None = None, reingest: bool = True) -> torch.Tensor:
+def generate_state(model, cache: KVCache, sampling: Sampling | None = None, reingest: bool = True,
+                   compiled=None) -> torch.Tensor:
     """Imagine the next image after the cached prefix (which should end with the action text).
 
     :param cache: KV cache of the prefix, batch ``B``; on return it holds the prefix plus the
         re-ingested state (understanding branch), or just the prefix when ``reingest`` is False.
     :param sampling: how codes are drawn (default greedy).
+    :param compiled: a :class:`~latentum_world.model.compiled.CompiledImagination` to run the per-position
+        work with (default: eager; the same functions either way).
     :returns: codes ``(B, P, K)``.
     """
     if not model.config.generation_branch:
@@ -55,17 +77,11 @@ def generate_state(model, cache: KVCache, sampling: Sampling | None = None, rein
     b = cache.key_valid.shape[0]
     device = cache.key_valid.device
     before = cache.length
-    ones = torch.ones(b, 1, dtype=torch.long, device=device)
+    first, then = (next_position, after_latent) if compiled is None else (compiled.next_position, compiled.after_latent)
     x = model.language_model.embed_tokens(torch.full((b, 1), c.img_start_id, device=device))
-    h = model.language_model(x, ones, gen_mask=True, cache=cache)[:, -1]  # (B, d) at <img>: predicts position 0
-    codes = []
-    for j in range(c.latent_positions):
-        cj = model.depth_head.sample(h, sampling)  # (B, K)
-        codes.append(cj)
-        if j == c.latent_positions - 1:
-            break
-        x = model.slot_embeddings(model.project_latents(cj)[:, None], start=j)  # (B, 1, d): latent j in slot j
-        h = model.language_model(x, ones, gen_mask=True, cache=cache)[:, -1]
+    codes = [first(model, x, cache, sampling)]  # at <img>: position 0
+    for j in range(c.latent_positions - 1):  # latent j in slot j -> position j + 1
+        codes.append(then(model, codes[-1], model.image_pos_embed[j : j + 1], cache, sampling))
     codes = torch.stack(codes, dim=1)  # (B, P, K)
     cache.crop(before)  # drop the generation branch's keys/values: the roll-back
     if reingest:

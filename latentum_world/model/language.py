@@ -51,7 +51,9 @@ def rotary_tables(positions: torch.Tensor, hd: int, theta: float, dtype: torch.d
     """``cos``, ``sin`` ``(B, 1, 1, T, hd)`` for integer ``positions`` ``(B, T)``, broadcasting over heads and
     over the stacked (q, k) pair: computed once per forward, shared by every layer (looked up in a table
     for positions below 4096)."""
-    if positions.numel() and int(positions.max()) < _ROTARY_TABLE_LENGTH and int(positions.min()) >= 0:
+    if torch.compiler.is_compiling() or (
+        positions.numel() and int(positions.max()) < _ROTARY_TABLE_LENGTH and int(positions.min()) >= 0
+    ):  # compiled (no data-dependent branch): positions must be below 4096, as in every imagination loop
         cos, sin = rotary_table(hd, theta, positions.device, dtype)
         return cos[positions][:, None, None], sin[positions][:, None, None]
     cos, sin = _rotary_angles(positions, hd, theta, dtype)
@@ -149,6 +151,8 @@ def fused_linear(owner: nn.Module, key: str, linears: list[nn.Linear], x: torch.
     """
     if torch.is_grad_enabled():
         return torch.cat([lin(x) for lin in linears], dim=-1)
+    if torch.compiler.is_compiling():  # traced once: the concatenation is part of the compiled graph
+        return F.linear(x, torch.cat([lin.weight for lin in linears], dim=0))
     stamp = tuple((lin.weight.data_ptr(), lin.weight._version, lin.weight.dtype) for lin in linears)
     cache = owner.__dict__.setdefault("_fused_weights", {})
     hit = cache.get(key)
@@ -281,8 +285,9 @@ class LanguageModel(nn.Module):
             prev = key_valid[:, :past].sum(1, keepdim=True) if past else torch.zeros(b, 1, dtype=torch.long, device=valid.device)
             positions = prev + valid.long().cumsum(1) - 1  # (B, T)
             positions = positions.clamp(min=0)
-        if attn_mask is None and not (t == 1 and bool(key_valid.all())):
-            attn_mask = causal_mask(key_valid, t, past)  # (one new token over unpadded keys sees them all: no mask)
+        if attn_mask is None and (torch.compiler.is_compiling() or not (t == 1 and bool(key_valid.all()))):
+            attn_mask = causal_mask(key_valid, t, past)  # (one new token over unpadded keys sees them all: no mask;
+            # compiled code always builds it, as the check would read tensor data)
         rope = rotary_tables(positions, self.config.head_dim, self.config.rope_theta, inputs_embeds.dtype)
         x = inputs_embeds
         for i, layer in enumerate(self.layers):

@@ -19,6 +19,7 @@ import torch
 from envs.vsp.formats import VSPFormatError, parse_table
 from envs.vsp.maps import ACTION_LETTERS, VSPMap
 from latentum_world.data.prompts import in_hole_question, on_goal_question, table_question
+from latentum_world.model.compiled import CompiledImagination
 from latentum_world.model.depth_head import Sampling
 from latentum_world.model.generation import generate_state, image_block_ids, ingest_image, ingest_text
 from latentum_world.model.language import KVCache
@@ -38,8 +39,9 @@ class FlagQuestions:
     goal?" and "Is the player in a hole?" about image slot embeddings. Needs no generation branch, so an
     understanding model's own answers are measured the same way (``benchmarks/flag_answers.py``)."""
 
-    def __init__(self, model, tokenizer):
+    def __init__(self, model, tokenizer, compiled: CompiledImagination | None = None):
         self.model = model
+        self._text, self._image = (ingest_text, ingest_image) if compiled is None else (compiled.ingest_text, compiled.ingest_image)
         self.device = next(model.parameters()).device
         self.yes, self.no = tokenizer.convert_tokens_to_ids(["Yes", "No"])
         goal_q, hole_q = (tokenizer.encode_text(q(VSPMap(3, (0, 0), (1, 1)))[0]) for q in (on_goal_question, in_hole_question))
@@ -56,21 +58,23 @@ class FlagQuestions:
         b = state_embeds.shape[0]
         if cache is None:
             cache = KVCache(self.model.config.num_layers)
-            ingest_image(self.model, cache, state_embeds)
+            self._image(self.model, cache, state_embeds)
         cache = cache.clone()
         if len(self.question_prefix):
-            ingest_text(self.model, cache, self.question_prefix[None].expand(b, -1))  # the questions' common start, once
+            self._text(self.model, cache, self.question_prefix[None].expand(b, -1))  # the questions' common start, once
         both = cache.select(torch.arange(b, device=self.device).repeat(2))  # rows: B goal questions, then B hole questions
         q = torch.cat([self.questions[0][None].expand(b, -1), self.questions[1][None].expand(b, -1)])  # same length
-        h = ingest_text(self.model, both, q)[:, -1]  # (2B, d)
+        h = self._text(self.model, both, q)[:, -1]  # (2B, d)
         yn = self.model.lm_head(h)[:, [self.yes, self.no]].softmax(-1)[:, 0]  # (2B,) P(Yes)
         return yn[:b], yn[b:]
 
 
 class LatentWorldModel:
-    """:param model: a LatentUM with its generation branch; :param tokenizer: its tokenizer."""
+    """:param model: a LatentUM with its generation branch; :param tokenizer: its tokenizer; :param compile:
+    run the imagination loop through ``torch.compile`` (:mod:`latentum_world.model.compiled`: faster steps
+    after a compile warm-up at each new batch size)."""
 
-    def __init__(self, model, tokenizer, sampling: Sampling | None = None):
+    def __init__(self, model, tokenizer, sampling: Sampling | None = None, compile: bool = False):
         if not model.config.generation_branch:
             raise ValueError("this checkpoint has no generation branch (train the gen and world stages)")
         self.model, self.tok = model.eval(), tokenizer
@@ -78,7 +82,9 @@ class LatentWorldModel:
         c = model.config
         self.device = next(model.parameters()).device
         self.action_ids = torch.tensor(tokenizer.convert_tokens_to_ids(list(ACTION_LETTERS)), device=self.device)
-        self.flag_questions = FlagQuestions(model, tokenizer)
+        self.compiled = CompiledImagination() if compile else None
+        self.flag_questions = FlagQuestions(model, tokenizer, self.compiled)
+        self._text, self._image = self.flag_questions._text, self.flag_questions._image
         self.table_prompt = torch.tensor(tokenizer.encode_text(table_question(VSPMap(3, (0, 0), (1, 1)))[0]), device=self.device)
         self.positions, self.num_codebooks = c.latent_positions, c.num_codebooks
         self.state_embeds: torch.Tensor | None = None  # (B, P, d): what the current state's image slots hold
@@ -108,7 +114,7 @@ class LatentWorldModel:
                    cache: KVCache | None = None) -> None:
         if cache is None:
             cache = KVCache(self.model.config.num_layers)
-            ingest_image(self.model, cache, embeds)  # (n rows, P + 2 positions)
+            self._image(self.model, cache, embeds)  # (n rows, P + 2 positions)
         if rows is None:
             self.state_embeds, self.codes, self.cache = embeds, codes, cache
         else:
@@ -134,11 +140,11 @@ class LatentWorldModel:
                 sampling = Sampling(sampling.temperature, sampling.top_k, sampling.top_p, sampling.greedy,
                                     [sampling.generator[int(i)] for i in rows])
         cache = self.cache.clone() if rows is None else self.cache.select(rows)  # <img> s_t </img>
-        ingest_text(self.model, cache, self.action_ids[actions][:, None])  # ... a_t
-        codes = generate_state(self.model, cache, sampling, reingest=False)  # the generation branch imagines s_t+1
+        self._text(self.model, cache, self.action_ids[actions][:, None])  # ... a_t
+        codes = generate_state(self.model, cache, sampling, reingest=False, compiled=self.compiled)  # the generation branch imagines s_t+1
         embeds = self.model.project_latents(codes)
         fresh = KVCache(self.model.config.num_layers)
-        ingest_image(self.model, fresh, embeds)  # s_t+1 re-ingested by the understanding branch: the next context
+        self._image(self.model, fresh, embeds)  # s_t+1 re-ingested by the understanding branch: the next context
         p_goal, p_hole = self.answer_flags(embeds, fresh)
         self._set_state(embeds, codes, rows, fresh)
         terminated = (p_goal > 0.5) | (p_hole > 0.5)
