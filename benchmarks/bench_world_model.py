@@ -12,10 +12,11 @@ elementwise work is not counted), and the machine's dense fp32 throughput is the
 1024 x 1024 matmuls on the same thread count; ``utilisation`` = achieved FLOP/s / that rate.
 
     python benchmarks/bench_world_model.py [--model runs/world/final] [--batch-sizes 1,16,64] [--seconds 5]
-        [--threads N] [--compile] [--out benchmarks/results/world_model.json]
+        [--threads N] [--compile] [--env-num-envs 1,64] [--out benchmarks/results/world_model.json]
 
 ``--compile`` measures ``LatentWorldModel(..., compile=True)`` (:mod:`latentum_world.model.compiled`); each
-batch size's ``warmup_seconds`` then includes the compilation its first steps trigger.
+batch size's ``warmup_seconds`` then includes the compilation its first steps trigger. ``--env-num-envs``
+also times whole env steps through ``gym.make_vec("LatentUM-VSP-v0", num_envs=N)`` (autoresets included).
 
 Without a model at ``--model`` it measures a freshly initialised model of the default config with its
 generation branch added (same shapes, so the same speed as a trained one; the JSON says which was used).
@@ -104,6 +105,34 @@ def transitions_per_second(wm: LatentWorldModel, batch: int, seconds: float, min
             "seconds": elapsed, "step_ms": 1000 * elapsed / steps, "transitions_per_second": batch * steps / elapsed}
 
 
+def env_steps_per_second(path: str, num_envs: int, seconds: float, compile: bool, warmup_steps: int = 3) -> dict:
+    """The same through ``gym.make_vec("LatentUM-VSP-v0", num_envs=N)``, as a policy sees it: random actions,
+    next-step autoreset of ended slots (a real start map rendered and encoded), observations as numpy."""
+    import gymnasium as gym
+
+    import latentum_world  # noqa: F401  (registers the id)
+
+    env = gym.make_vec("LatentUM-VSP-v0", num_envs=num_envs, vectorization_mode="vector_entry_point", model=path,
+                       compile=compile)
+    rng = np.random.default_rng(num_envs)
+    env.reset(seed=num_envs)
+    t0 = time.perf_counter()
+    for _ in range(warmup_steps):
+        env.step(rng.integers(4, size=num_envs))
+    warmup = time.perf_counter() - t0
+    steps, ended, t0 = 0, 0, time.perf_counter()
+    while True:
+        _, _, terminated, truncated, _ = env.step(rng.integers(4, size=num_envs))
+        steps += 1
+        ended += int((terminated | truncated).sum())
+        elapsed = time.perf_counter() - t0
+        if elapsed >= seconds and steps >= 3:
+            break
+    env.close()
+    return {"num_envs": num_envs, "warmup_steps": warmup_steps, "warmup_seconds": warmup, "steps": steps,
+            "seconds": elapsed, "episodes_ended": ended, "env_steps_per_second": num_envs * steps / elapsed}
+
+
 def flops_per_transition(wm: LatentWorldModel, batch: int = 1) -> dict:
     """FLOPs of one ``step`` at ``batch`` rows, divided by ``batch``; also the yes/no answers' share."""
     wm.reset(first_frames(batch, wm.model.config))
@@ -142,6 +171,8 @@ def main() -> None:
     parser.add_argument("--matmul-seconds", type=float, default=3.0, help="measuring time of the matmul loop (default 3)")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's default, all cores)")
     parser.add_argument("--compile", action="store_true", help="measure the torch.compile'd imagination loop")
+    parser.add_argument("--env-num-envs", default="", help="also measure env steps/s through the vector env at these "
+                        "comma-separated num_envs (e.g. 1,64; needs a trained --model)")
     parser.add_argument("--note", default="", help="free text stored in the JSON (e.g. what else was running)")
     parser.add_argument("--out", default="benchmarks/results/world_model.json")
     args = parser.parse_args()
@@ -173,6 +204,14 @@ def main() -> None:
         print(f"batch {b:3d}: {r['transitions_per_second']:8.1f} transitions/s ({r['step_ms']:.1f} ms/step), "
               f"{r['achieved_flops_per_second'] / 1e9:.2f} GFLOP/s = {100 * r['utilisation']:.1f}% of matmul peak; "
               f"warm-up {r['warmup_seconds']:.1f} s")
+    env_rows = []
+    for n in [int(x) for x in args.env_num_envs.split(",") if x]:
+        if source["kind"] != "trained":
+            parser.error("--env-num-envs needs a trained world model at --model")
+        r = env_steps_per_second(args.model, n, args.seconds, args.compile)
+        env_rows.append(r)
+        print(f"env num_envs {n:3d}: {r['env_steps_per_second']:8.1f} steps/s ({r['episodes_ended']} episodes ended "
+              f"and autoreset); warm-up {r['warmup_seconds']:.1f} s")
 
     result = {
         "benchmark": "world_model_transitions_per_second",
@@ -191,6 +230,7 @@ def main() -> None:
         "flops_counted_by": "torch.utils.flop_counter.FlopCounterMode on one step at batch 1 (matmul/attention only)",
         "matmul_peak": peak,
         "batches": {str(r["batch_size"]): r for r in rows},
+        "env": {str(r["num_envs"]): r for r in env_rows},
     }
     write_json(args.out, result)
 
