@@ -36,6 +36,11 @@ class CompiledImagination:
         self.ingest_image = _compiled(ingest_image)
 
 
+def ingest_functions(compiled: CompiledImagination | None):
+    """``(ingest_text, ingest_image)``: eager, or ``compiled``'s twins."""
+    return (ingest_text, ingest_image) if compiled is None else (compiled.ingest_text, compiled.ingest_image)
+
+
 def _compiled(fn):
     """``torch.compile(fn)``, allowed :data:`RECOMPILE_LIMIT` graphs (torch's default, 8, is global and would
     be reached by the world model's mix of batch sizes and cache lengths; past it torch runs eagerly)."""

@@ -19,9 +19,9 @@ import torch
 from envs.vsp.formats import VSPFormatError, parse_table
 from envs.vsp.maps import ACTION_LETTERS, VSPMap
 from latentum_world.data.prompts import in_hole_question, on_goal_question, table_question
-from latentum_world.model.compiled import CompiledImagination
+from latentum_world.model.compiled import CompiledImagination, ingest_functions
 from latentum_world.model.depth_head import Sampling
-from latentum_world.model.generation import generate_state, image_block_ids, ingest_image, ingest_text
+from latentum_world.model.generation import generate_state, image_block_ids
 from latentum_world.model.language import KVCache
 
 
@@ -41,7 +41,7 @@ class FlagQuestions:
 
     def __init__(self, model, tokenizer, compiled: CompiledImagination | None = None):
         self.model = model
-        self._text, self._image = (ingest_text, ingest_image) if compiled is None else (compiled.ingest_text, compiled.ingest_image)
+        self._text, self._image = ingest_functions(compiled)
         self.device = next(model.parameters()).device
         self.yes, self.no = tokenizer.convert_tokens_to_ids(["Yes", "No"])
         goal_q, hole_q = (tokenizer.encode_text(q(VSPMap(3, (0, 0), (1, 1)))[0]) for q in (on_goal_question, in_hole_question))
@@ -84,7 +84,7 @@ class LatentWorldModel:
         self.action_ids = torch.tensor(tokenizer.convert_tokens_to_ids(list(ACTION_LETTERS)), device=self.device)
         self.compiled = CompiledImagination() if compile else None
         self.flag_questions = FlagQuestions(model, tokenizer, self.compiled)
-        self._text, self._image = self.flag_questions._text, self.flag_questions._image
+        self._text, self._image = ingest_functions(self.compiled)
         self.table_prompt = torch.tensor(tokenizer.encode_text(table_question(VSPMap(3, (0, 0), (1, 1)))[0]), device=self.device)
         self.positions, self.num_codebooks = c.latent_positions, c.num_codebooks
         self.state_embeds: torch.Tensor | None = None  # (B, P, d): what the current state's image slots hold
