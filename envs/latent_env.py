@@ -133,7 +133,7 @@ class LatentUMVSPEnv(gym.Env):
         self.model, self.tokenizer = load_world_model(path, device)
         self._generator = torch.Generator(device=device)
         self._generator.set_state(gen_state)
-        self.world = LatentWorldModel(self.model, self.tokenizer, self._sampling(), compile=self.__dict__.get("compile", False))
+        self.world = LatentWorldModel(self.model, self.tokenizer, self._sampling(), compile=getattr(self, "compile", False))
         if codes is not None:
             self.world._set_state(embeds, codes, None)  # re-ingests the state: the same context as before
 

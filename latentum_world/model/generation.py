@@ -51,10 +51,9 @@ def next_position(model, x: torch.Tensor, cache: KVCache, sampling: Sampling) ->
 
 
 def after_latent(model, codes: torch.Tensor, slot_pos: torch.Tensor, cache: KVCache, sampling: Sampling) -> torch.Tensor:
-    """:func:`next_position` after the latent with codes ``(B, K)`` written into its slot (``slot_pos``
-    ``(1, d)``: that slot's ``image_pos_embed`` row, as :meth:`~latentum_world.model.modeling.LatentUMModel.slot_embeddings`
-    adds it)."""
-    x = model.image_norm(model.project_latents(codes)[:, None]) + slot_pos  # (B, 1, d)
+    """:func:`next_position` after the latent with codes ``(B, K)`` written into its slot (``slot_pos`` ``(1, d)``:
+    that slot's ``image_pos_embed`` row, passed as a tensor so compiled code does not specialise on the slot)."""
+    x = model.slot_embeddings(model.project_latents(codes)[:, None], pos=slot_pos)  # (B, 1, d)
     return next_position(model, x, cache, sampling)
 
 

@@ -132,10 +132,11 @@ class LatentUMModel(PreTrainedModel):
         x[slots] = self.slot_embeddings(image_embeds.reshape(-1, self.config.latent_positions, flat.shape[-1])).reshape(-1, flat.shape[-1]).to(x.dtype)
         return x
 
-    def slot_embeddings(self, embeds: torch.Tensor, start: int = 0) -> torch.Tensor:
-        """What image slots hold: ``image_norm(embeds) + image_pos_embed``; ``embeds`` ``(..., n, d)`` fill slots ``start .. start+n-1``."""
+    def slot_embeddings(self, embeds: torch.Tensor, start: int = 0, pos: torch.Tensor | None = None) -> torch.Tensor:
+        """What image slots hold: ``image_norm(embeds) + image_pos_embed``; ``embeds`` ``(..., n, d)`` fill slots
+        ``start .. start+n-1`` (``pos``: those ``(n, d)`` position rows, already sliced)."""
         n = embeds.shape[-2]
-        return self.image_norm(embeds) + self.image_pos_embed[start : start + n]
+        return self.image_norm(embeds) + (self.image_pos_embed[start : start + n] if pos is None else pos)
 
     # ------------------------------------------------------------------ forward
     def forward(
