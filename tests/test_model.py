@@ -244,6 +244,24 @@ def test_near_misses_put_the_player_on_ice_beside_the_asked_about_cell():
         UnderstandingData(confusers=0.3, near_misses=0.3)
 
 
+def test_interpreted_flag_answers_name_the_players_cell_then_the_verdict(tok):
+    """``flag_answers="interpreted"``: ``3,2 ! | Yes``, the player's ``r,c`` token and table piece (two
+    tokens, the same for both questions) then the verdict, which the piece decides; "direct" keeps one token."""
+    from latentum_world.data.prompts import cell_piece, coordinate
+
+    rng = np.random.default_rng(2)
+    data = UnderstandingData(cell_pixels=16, confusers=0.25, near_misses=0.1, flag_answers="interpreted")
+    for kind in ("on_goal", "in_hole"):
+        for ex in (data.example(rng, kind) for _ in range(200)):
+            m, piece = ex.map, {"on_goal": " % |", "in_hole": " ! |"}[kind]
+            ids = tok.encode_text(ex.answer)
+            assert len(ids) == 3 and tok.convert_ids_to_tokens(ids)[:2] == [coordinate(m.player), cell_piece(m, m.player)]
+            assert ex.answer.endswith("Yes") == (cell_piece(m, m.player) == piece) == getattr(m, kind)
+    assert UnderstandingData(cell_pixels=16).example(rng, "in_hole").answer in ("Yes", "No")
+    with pytest.raises(ValueError, match="flag_answers"):
+        UnderstandingData(flag_answers="verbose")
+
+
 def test_coordinate_listing_makes_every_lookup_a_copy():
     """task1/2/4 answers reason over the coordinate listing: two tokens per cell (``r,c`` and the piece),
     and the piece each final line quotes is the one that follows the same ``r,c`` token in the listing."""

@@ -76,15 +76,19 @@ def test_world_model_interface(mbaq_model, tmp_path):
         LatentWorldModel(*load_model(mbaq_model))
 
 
-def test_answer_flags_equal_asking_each_question_in_full(mbaq_model, tmp_path):
-    """The cached, prefix-sharing reward/termination questions give the probabilities of a plain forward."""
+@pytest.mark.parametrize("flag_answers", ["direct", "interpreted"])
+def test_answer_flags_equal_asking_each_question_in_full(mbaq_model, tmp_path, flag_answers):
+    """The cached, prefix-sharing reward/termination questions give the probabilities of a plain forward
+    (``interpreted``: after greedily writing the player's cell, two tokens, by plain forwards)."""
     from latentum_world.data.prompts import in_hole_question, on_goal_question
     from latentum_world.model.generation import image_block_ids
     from envs.vsp.maps import VSPMap
 
     gen = train("gen", FAST + [f"out_dir={tmp_path / 'gen'}", f"init_from={mbaq_model}", "stage.steps=1"])
     model, tok = load_model(gen)
+    model.config.flag_answers = flag_answers
     wm = LatentWorldModel(model, tok)
+    assert wm.flag_questions.interpretation_tokens == (2 if flag_answers == "interpreted" else 0)
     torch.manual_seed(1)
     codes = torch.randint(model.config.codebook_size, (3, model.config.latent_positions, model.config.num_codebooks))
     embeds = model.project_latents(codes)
@@ -94,6 +98,9 @@ def test_answer_flags_equal_asking_each_question_in_full(mbaq_model, tmp_path):
         q = torch.tensor(tok.encode_text(question(VSPMap(3, (0, 0), (1, 1)))[0]))[None].expand(3, -1)
         ids = torch.cat([image_block_ids(model, 3, "cpu"), q], dim=1)
         with torch.no_grad():
+            for _ in range(wm.flag_questions.interpretation_tokens):
+                logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), image_embeds=embeds).logits[:, -1]
+                ids = torch.cat([ids, logits.argmax(-1, keepdim=True)], dim=1)
             logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), image_embeds=embeds).logits[:, -1]
         want = logits[:, [yes, no]].softmax(-1)[:, 0]
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)

@@ -171,12 +171,21 @@ def goal_question(m: VSPMap) -> tuple[str, str]:
     return "Where is the goal?", f"row {m.goal[0] + 1}, column {m.goal[1] + 1}"
 
 
-def on_goal_question(m: VSPMap) -> tuple[str, str]:
-    return "Is the player on the goal?", yes_no(m.on_goal)
+def flag_answer(m: VSPMap, flag: bool, interpreted: bool) -> str:
+    """``Yes``/``No``, or (``interpreted``) the player's cell first: ``3,2 ! | Yes``, its ``r,c`` token and its
+    table piece (``%`` on the goal, ``!`` in a hole, ``@`` on ice), then the verdict read from the piece.
+    With one Yes/No token the verdict is the only supervision of a subtle sprite difference, and two
+    retrained models answered it wrongly about 7 % of real states; the interpretation ties it to the
+    player read-out the model gets right 99 % of the time."""
+    return f"{cell_entry(m, m.player)} {yes_no(flag)}" if interpreted else yes_no(flag)
 
 
-def in_hole_question(m: VSPMap) -> tuple[str, str]:
-    return "Is the player in a hole?", yes_no(m.in_hole)
+def on_goal_question(m: VSPMap, interpreted: bool = False) -> tuple[str, str]:
+    return "Is the player on the goal?", flag_answer(m, m.on_goal, interpreted)
+
+
+def in_hole_question(m: VSPMap, interpreted: bool = False) -> tuple[str, str]:
+    return "Is the player in a hole?", flag_answer(m, m.in_hole, interpreted)
 
 
 def table_question(m: VSPMap) -> tuple[str, str]:
@@ -207,6 +216,7 @@ __all__ = [
     "goal_question",
     "cell_piece",
     "final_answer",
+    "flag_answer",
     "hole_question",
     "in_hole_question",
     "matching_question",

@@ -10,6 +10,7 @@ pure function of ``(seed, step, rank)``, which is what makes interrupted trainin
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from functools import partial
 
 import numpy as np
 import torch
@@ -53,6 +54,8 @@ class UnderstandingData:
     :param levels: board sizes to draw.
     :param hole_probs: hole probabilities to draw from (0.2: main task, 0.5: task1's density).
     :param weights: question kind -> sampling weight.
+    :param flag_answers: the on_goal / in_hole answer format, ``"direct"`` or ``"interpreted"``
+        (``LatentUMConfig.flag_answers``; stages take it from the model they train).
     """
 
     image_size: int = 128
@@ -62,8 +65,11 @@ class UnderstandingData:
     levels: tuple[int, ...] = LEVELS
     hole_probs: tuple[float, ...] = (0.2, 0.2, 0.5)
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    flag_answers: str = "direct"
 
     def __post_init__(self) -> None:
+        if self.flag_answers not in ("direct", "interpreted"):
+            raise ValueError(f"flag_answers must be 'direct' or 'interpreted', got {self.flag_answers!r}")
         if not 0.0 <= self.confusers <= 0.5:
             raise ValueError(f"confusers must be in [0, 0.5] (half the questions are the Yes case), got {self.confusers}")
         if self.near_misses < 0 or self.confusers + self.near_misses > 0.5:
@@ -164,8 +170,8 @@ class UnderstandingData:
                 "task2": prompts.relation_question,
                 "player": prompts.player_question,
                 "goal": prompts.goal_question,
-                "on_goal": prompts.on_goal_question,
-                "in_hole": prompts.in_hole_question,
+                "on_goal": partial(prompts.on_goal_question, interpreted=self.flag_answers == "interpreted"),
+                "in_hole": partial(prompts.in_hole_question, interpreted=self.flag_answers == "interpreted"),
                 "table": prompts.table_question,
                 "next_move": prompts.next_move_question,
             }[kind](m)

@@ -259,7 +259,8 @@ def evaluate_benchmark(model, tokenizer, path: str | Path, features: str = "cont
     return out
 
 
-def generated_examples(image_size: int, n: int, seed: int = DEFAULT_SEED, levels=LEVELS, cell_pixels: int = 0) -> dict[str, list[Example]]:
+def generated_examples(image_size: int, n: int, seed: int = DEFAULT_SEED, levels=LEVELS, cell_pixels: int = 0,
+                       flag_answers: str = "direct") -> dict[str, list[Example]]:
     """The held-out sets: ``n`` examples per level of every kind in ``TASKS`` (task4 is always 5x5, as the
     benchmark's), and under ``"readout"`` ``n`` benchmark-rule maps per level (hole probability 0.2, player at
     the start, elf facing down: the benchmark's image) asked for the whole table."""
@@ -267,7 +268,7 @@ def generated_examples(image_size: int, n: int, seed: int = DEFAULT_SEED, levels
     for k, kind in enumerate(TASKS):
         sets[kind] = []
         for level in levels:
-            data = UnderstandingData(image_size=image_size, cell_pixels=cell_pixels, levels=(level,))
+            data = UnderstandingData(image_size=image_size, cell_pixels=cell_pixels, levels=(level,), flag_answers=flag_answers)
             rng = heldout_rng(seed, 1 + k, level)
             sets[kind].extend(data.example(rng, kind) for _ in range(n))
     data = UnderstandingData(image_size=image_size, cell_pixels=cell_pixels)
@@ -297,7 +298,8 @@ def codebook_usage(model, images: list[np.ndarray], batch_size: int = 256) -> Co
 def evaluate_generated(model, tokenizer, n: int = DEFAULT_GENERATED, seed: int = DEFAULT_SEED, features: str = "continuous",
                        batch_size: int = 64, quiet: bool = False) -> tuple[dict, dict, CodebookUsage]:
     """``(kinds, readout, codebooks)`` of :class:`PerceptionResults` on :func:`generated_examples`."""
-    sets = generated_examples(model.config.image_size, n, seed, cell_pixels=model.config.cell_pixels)
+    sets = generated_examples(model.config.image_size, n, seed, cell_pixels=model.config.cell_pixels,
+                              flag_answers=getattr(model.config, "flag_answers", "direct"))
     kinds: dict[str, dict[int, Tally]] = {}
     readout: dict[int, Tally] = {}
     for name, examples in sets.items():

@@ -5,6 +5,9 @@ from __future__ import annotations
 from transformers import PretrainedConfig
 
 
+FLAG_ANSWERS = ("direct", "interpreted")
+
+
 class LatentUMConfig(PretrainedConfig):
     """Sizes of LatentUM at CPU scale (the paper's mechanisms, small widths).
 
@@ -23,6 +26,11 @@ class LatentUMConfig(PretrainedConfig):
 
     Language model (the understanding branch; MoME adds its generation copies): ``hidden_size`` wide,
     ``num_layers`` deep, RMSNorm, rotary positions, SwiGLU MLP.
+
+    ``flag_answers``: how the understanding branch answers "Is the player on the goal?" / "... in a
+    hole?" (the answers that make the world model's reward and termination): ``"direct"``, one Yes/No
+    token (the session-6 checkpoint); ``"interpreted"``, the player's cell first, as its ``r,c`` token and
+    its table piece, then Yes/No (``3,2 ! | Yes``; :func:`~latentum_world.data.prompts.in_hole_question`).
 
     MBAQ: down-projection to ``code_dim``, product quantization with ``num_codebooks`` codebooks of
     ``codebook_size`` entries, each over ``code_dim / num_codebooks`` channels, up-projection to ``hidden_size``.
@@ -67,6 +75,7 @@ class LatentUMConfig(PretrainedConfig):
         img_start_id: int = 3,
         img_end_id: int = 4,
         img_context_id: int = 5,
+        flag_answers: str = "direct",
         **kwargs,
     ):
         if image_size % (patch_size * shuffle):
@@ -75,6 +84,8 @@ class LatentUMConfig(PretrainedConfig):
             raise ValueError(f"vision_attention must be 'global' or 'local', got {vision_attention!r}")
         if not isinstance(cell_pixels, int) or cell_pixels < 0 or cell_pixels > image_size:
             raise ValueError(f"cell_pixels must be an int in [0, image_size], got {cell_pixels!r}")
+        if flag_answers not in FLAG_ANSWERS:
+            raise ValueError(f"flag_answers must be one of {FLAG_ANSWERS}, got {flag_answers!r}")
         if code_dim % num_codebooks:
             raise ValueError(f"code_dim {code_dim} must split evenly over {num_codebooks} codebooks")
         if hidden_size % num_heads or vision_hidden % vision_heads:
@@ -89,7 +100,7 @@ class LatentUMConfig(PretrainedConfig):
         self.commitment_weight, self.entropy_weight = commitment_weight, entropy_weight
         self.usage_decay, self.dead_code_fraction, self.max_restarts = usage_decay, dead_code_fraction, max_restarts
         self.generation_branch, self.depth_layers, self.depth_heads = generation_branch, depth_layers, depth_heads
-        self.initializer_range = initializer_range
+        self.initializer_range, self.flag_answers = initializer_range, flag_answers
         self.img_start_id, self.img_end_id, self.img_context_id = img_start_id, img_end_id, img_context_id
         super().__init__(vocab_size=vocab_size, pad_token_id=pad_token_id, eos_token_id=eos_token_id, **kwargs)
         self.vocab_size = vocab_size

@@ -37,16 +37,24 @@ class WorldStep:
 class FlagQuestions:
     """The understanding branch's answers that make reward and termination: P(Yes) to "Is the player on the
     goal?" and "Is the player in a hole?" about image slot embeddings. Needs no generation branch, so an
-    understanding model's own answers are measured the same way (``benchmarks/flag_answers.py``)."""
+    understanding model's own answers are measured the same way (``benchmarks/flag_answers.py``).
+
+    With ``config.flag_answers == "interpreted"`` the model first writes the player's cell (its ``r,c``
+    token and table piece, greedily, as trained) and P(Yes) is read after that; with ``"direct"`` right
+    after the question."""
 
     def __init__(self, model, tokenizer, compiled: CompiledImagination | None = None):
         self.model = model
         self._text, self._image = ingest_functions(compiled)
         self.device = next(model.parameters()).device
         self.yes, self.no = tokenizer.convert_tokens_to_ids(["Yes", "No"])
-        goal_q, hole_q = (tokenizer.encode_text(q(VSPMap(3, (0, 0), (1, 1)))[0]) for q in (on_goal_question, in_hole_question))
+        interpreted = getattr(model.config, "flag_answers", "direct") == "interpreted"
+        probe = VSPMap(3, (0, 0), (1, 1))
+        goal_q, hole_q = (tokenizer.encode_text(q(probe)[0]) for q in (on_goal_question, in_hole_question))
         if len(goal_q) != len(hole_q):
             raise ValueError("the goal and hole questions must tokenize to the same length (they share one batch)")
+        # tokens written before the verdict: 0, or the player's "r,c" token and piece
+        self.interpretation_tokens = len(tokenizer.encode_text(on_goal_question(probe, interpreted)[1])) - 1
         shared = next(i for i, (a, b) in enumerate(zip(goal_q, hole_q)) if a != b)  # "Is the player" is asked once
         self.question_prefix = torch.tensor(goal_q[:shared], device=self.device)
         self.questions = [torch.tensor(q[shared:], device=self.device) for q in (goal_q, hole_q)]
@@ -65,6 +73,8 @@ class FlagQuestions:
         both = cache.select(torch.arange(b, device=self.device).repeat(2))  # rows: B goal questions, then B hole questions
         q = torch.cat([self.questions[0][None].expand(b, -1), self.questions[1][None].expand(b, -1)])  # same length
         h = self._text(self.model, both, q)[:, -1]  # (2B, d)
+        for _ in range(self.interpretation_tokens):  # the player's cell, greedily: (2B, 1) per token
+            h = self._text(self.model, both, self.model.lm_head(h).argmax(-1, keepdim=True))[:, -1]
         yn = self.model.lm_head(h)[:, [self.yes, self.no]].softmax(-1)[:, 0]  # (2B,) P(Yes)
         return yn[:b], yn[b:]
 
