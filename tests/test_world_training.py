@@ -93,7 +93,7 @@ def test_answer_flags_equal_asking_each_question_in_full(mbaq_model, tmp_path, f
     codes = torch.randint(model.config.codebook_size, (3, model.config.latent_positions, model.config.num_codebooks))
     embeds = model.project_latents(codes)
     p_goal, p_hole = wm.answer_flags(embeds)
-    yes, no = tok.convert_tokens_to_ids(["Yes", "No"])
+    yes, no = tok.convert_tokens_to_ids(["Yes", "No"] if flag_answers == "direct" else [" Yes", " No"])
     for question, got in ((on_goal_question, p_goal), (in_hole_question, p_hole)):
         q = torch.tensor(tok.encode_text(question(VSPMap(3, (0, 0), (1, 1)))[0]))[None].expand(3, -1)
         ids = torch.cat([image_block_ids(model, 3, "cpu"), q], dim=1)

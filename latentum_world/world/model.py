@@ -18,7 +18,7 @@ import torch
 
 from envs.vsp.formats import VSPFormatError, parse_table
 from envs.vsp.maps import ACTION_LETTERS, VSPMap
-from latentum_world.data.prompts import in_hole_question, on_goal_question, table_question
+from latentum_world.data.prompts import flag_answer, in_hole_question, on_goal_question, table_question
 from latentum_world.model.compiled import CompiledImagination, ingest_functions
 from latentum_world.model.depth_head import Sampling
 from latentum_world.model.generation import generate_state, image_block_ids
@@ -47,9 +47,10 @@ class FlagQuestions:
         self.model = model
         self._text, self._image = ingest_functions(compiled)
         self.device = next(model.parameters()).device
-        self.yes, self.no = tokenizer.convert_tokens_to_ids(["Yes", "No"])
         interpreted = getattr(model.config, "flag_answers", "direct") == "interpreted"
         probe = VSPMap(3, (0, 0), (1, 1))
+        # the verdict's token, as the answer text tokenizes it ("Yes" directly, " Yes" after the cell)
+        self.yes, self.no = (tokenizer.encode_text(flag_answer(probe, f, interpreted))[-1] for f in (True, False))
         goal_q, hole_q = (tokenizer.encode_text(q(probe)[0]) for q in (on_goal_question, in_hole_question))
         if len(goal_q) != len(hole_q):
             raise ValueError("the goal and hole questions must tokenize to the same length (they share one batch)")
