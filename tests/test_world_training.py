@@ -60,6 +60,21 @@ def test_debug_world_stage_overfits_a_few_transitions(mbaq_model, tmp_path):
     assert metrics["world/code_accuracy"] == 1.0, metrics
 
 
+def test_stages_ask_the_flag_questions_in_the_models_format(mbaq_model, tmp_path):
+    """vlm/mbaq batches and the world stage's text steps answer "on the goal?" / "in a hole?" in the
+    format the model's config names (a direct-format text step would train the projector against it)."""
+    rng = np.random.default_rng(0)
+    world = STAGES["world"](compose_config("world", FAST + [f"out_dir={tmp_path}", f"init_from={mbaq_model}"]))
+    model, tok = world.build(None)
+    mbaq = STAGES["mbaq"](compose_config("mbaq", FAST + [f"out_dir={tmp_path / 'm'}", f"init_from={mbaq_model}"]))
+    mbaq.build(None)
+    assert model.config.flag_answers == "interpreted"  # configs/model/default.yaml, kept by every stage
+    for data in (world.text_data, mbaq.data):
+        for kind in ("on_goal", "in_hole"):
+            answer = data.example(rng, kind).answer
+            assert len(tok.encode_text(answer)) == 3 and answer.split()[-1] in ("Yes", "No"), answer
+
+
 def test_world_model_interface(mbaq_model, tmp_path):
     gen = train("gen", FAST + [f"out_dir={tmp_path / 'gen'}", f"init_from={mbaq_model}", "stage.steps=1"])
     model, tok = load_model(gen)

@@ -55,6 +55,7 @@ class GenerationStage:
             model.add_generation_branch()
         self.tokenizer, self.model_config = tok, model.config
         self.data.check_model(model.config)
+        self.data = replace(self.data, flag_answers=model.config.flag_answers)  # the model's answer format
         if "text_weights" in self.sc:  # world: the questions of its text steps, about the same images
             self.text_data = replace(self.data, weights=dict(self.sc.text_weights))
         return model, tok
