@@ -20,6 +20,7 @@ from envs.vsp.observation import observation_renderer
 from envs.vsp.task_texts import task3_question
 from envs.vsp.tasks import generate_task1_map, task3_candidates, task4_instance
 from latentum_world.data import prompts
+from latentum_world.model.config import FLAG_ANSWERS
 from latentum_world.tokenizer import IMG_CONTEXT, IMG_END, IMG_START
 
 TASKS = ("task1", "task2", "task3", "task4", "player", "goal", "on_goal", "in_hole", "table", "next_move")
@@ -68,8 +69,8 @@ class UnderstandingData:
     flag_answers: str = "direct"
 
     def __post_init__(self) -> None:
-        if self.flag_answers not in ("direct", "interpreted"):
-            raise ValueError(f"flag_answers must be 'direct' or 'interpreted', got {self.flag_answers!r}")
+        if self.flag_answers not in FLAG_ANSWERS:
+            raise ValueError(f"flag_answers must be one of {FLAG_ANSWERS}, got {self.flag_answers!r}")
         if not 0.0 <= self.confusers <= 0.5:
             raise ValueError(f"confusers must be in [0, 0.5] (half the questions are the Yes case), got {self.confusers}")
         if self.near_misses < 0 or self.confusers + self.near_misses > 0.5:
