@@ -9,7 +9,7 @@ pure function of ``(seed, step, rank)``, which is what makes interrupted trainin
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from functools import partial
 
 import numpy as np
@@ -124,6 +124,12 @@ class UnderstandingData:
         if ours != theirs:
             raise ValueError(f"data images (image_size, cell_pixels) = {ours} but the model expects {theirs}; "
                              f"set stage.data to the model's layout")
+
+    def for_model(self, config) -> "UnderstandingData":
+        """This sampler for ``config``'s model: raises on another image layout (:meth:`check_model`) and
+        answers the on_goal / in_hole questions in the model's ``flag_answers`` format."""
+        self.check_model(config)
+        return replace(self, flag_answers=config.flag_answers)
 
     # ------------------------------------------------------------------ examples
     def example(self, rng: np.random.Generator, kind: str, level: int | None = None) -> Example:

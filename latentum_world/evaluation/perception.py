@@ -299,7 +299,7 @@ def evaluate_generated(model, tokenizer, n: int = DEFAULT_GENERATED, seed: int =
                        batch_size: int = 64, quiet: bool = False) -> tuple[dict, dict, CodebookUsage]:
     """``(kinds, readout, codebooks)`` of :class:`PerceptionResults` on :func:`generated_examples`."""
     sets = generated_examples(model.config.image_size, n, seed, cell_pixels=model.config.cell_pixels,
-                              flag_answers=getattr(model.config, "flag_answers", "direct"))
+                              flag_answers=model.config.flag_answers)
     kinds: dict[str, dict[int, Tally]] = {}
     readout: dict[int, Tally] = {}
     for name, examples in sets.items():

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -82,8 +81,7 @@ class UnderstandingStage:
 
     def _finish_build(self, model: LatentUMModel, tokenizer) -> tuple[LatentUMModel, LatentUMTokenizer]:
         self.tokenizer, self.positions, self.model_config = tokenizer, model.config.latent_positions, model.config
-        self.data.check_model(model.config)
-        self.data = replace(self.data, flag_answers=model.config.flag_answers)  # the model's answer format
+        self.data = self.data.for_model(model.config)  # its image layout and flag-answer format
         return model, tokenizer
 
 

@@ -54,8 +54,7 @@ class GenerationStage:
         if not model.config.generation_branch:
             model.add_generation_branch()
         self.tokenizer, self.model_config = tok, model.config
-        self.data.check_model(model.config)
-        self.data = replace(self.data, flag_answers=model.config.flag_answers)  # the model's answer format
+        self.data = self.data.for_model(model.config)  # its image layout and flag-answer format
         if "text_weights" in self.sc:  # world: the questions of its text steps, about the same images
             self.text_data = replace(self.data, weights=dict(self.sc.text_weights))
         return model, tok

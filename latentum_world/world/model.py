@@ -47,7 +47,7 @@ class FlagQuestions:
         self.model = model
         self._text, self._image = ingest_functions(compiled)
         self.device = next(model.parameters()).device
-        interpreted = getattr(model.config, "flag_answers", "direct") == "interpreted"
+        interpreted = model.config.flag_answers == "interpreted"
         probe = VSPMap(3, (0, 0), (1, 1))
         # the verdict's token, as the answer text tokenizes it ("Yes" directly, " Yes" after the cell)
         self.yes, self.no = (tokenizer.encode_text(flag_answer(probe, f, interpreted))[-1] for f in (True, False))
