@@ -55,8 +55,17 @@ def rollout(rng: np.random.Generator, level: int | None = None, policy: str | No
     return Episode(frames, actions)
 
 
-def transition_window(rng: np.random.Generator, length: int, max_steps: int = 16, levels: tuple[int, ...] = LEVELS) -> Episode:
-    """``length`` consecutive transitions from a rollout (episodes too short are extended by walking on in place)."""
+def transition_window(rng: np.random.Generator, length: int, max_steps: int = 16, levels: tuple[int, ...] = LEVELS,
+                      terminal_focus: float = 0.0) -> Episode:
+    """``length`` consecutive transitions from a rollout (episodes too short are extended by walking on in place).
+
+    With probability ``terminal_focus`` the window is placed so that it holds the move that ended the
+    episode (into a hole or onto the goal), when there was one: uniform windows see that single step of
+    an episode rarely, and it is the step whose next state (the elf drawn fallen in, or on the goal) the
+    world model gets wrong most often."""
+    if not 0.0 <= terminal_focus <= 1.0:
+        raise ValueError(f"terminal_focus must be in [0, 1], got {terminal_focus}")
+    focus = terminal_focus > 0 and rng.random() < terminal_focus  # drawn only when used: seeded streams unchanged at 0
     ep = rollout(rng, max_steps=max_steps, levels=levels, continue_after_end=rng.random() < 0.2)
     while len(ep) < length:  # pad short episodes: terminal states stay where they are
         m, _ = ep.frames[-1]
@@ -64,5 +73,10 @@ def transition_window(rng: np.random.Generator, length: int, max_steps: int = 16
         nxt = m if m.terminal else m.move(a)
         ep.frames.append((nxt, a))
         ep.actions.append(a)
-    start = int(rng.integers(len(ep) - length + 1))
+    end = next((t for t in range(1, len(ep.frames)) if ep.frames[t][0].terminal), None)  # s_end: first terminal state
+    if focus and end is not None:  # windows [start, start + length) holding transition end - 1
+        lo, hi = max(0, end - length), min(end - 1, len(ep) - length)
+        start = int(rng.integers(lo, hi + 1))
+    else:
+        start = int(rng.integers(len(ep) - length + 1))
     return Episode(ep.frames[start : start + length + 1], ep.actions[start : start + length])

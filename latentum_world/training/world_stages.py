@@ -149,7 +149,7 @@ class WorldStage(GenerationStage):
         k = int(self.sc.transitions)
         frames, actions = [], []
         for _ in range(size):
-            ep = transition_window(rng, k, levels=LEVELS)
+            ep = transition_window(rng, k, levels=LEVELS, terminal_focus=float(self.sc.get("terminal_focus", 0.0)))
             frames.append(np.stack([self.data.image(m, last) for m, last in ep.frames]))  # (K+1, S, S, 3)
             actions.append(ep.actions)
         tok = self.tokenizer
