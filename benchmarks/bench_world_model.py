@@ -146,8 +146,10 @@ def flops_per_transition(wm: LatentWorldModel, batch: int = 1) -> dict:
             "imagination_flops": (total - flags) / batch}
 
 
-def matmul_flops_per_second(seconds: float, n: int = 1024) -> dict:
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_flops_per_second(seconds: float, n: int = 1024, shape: tuple[int, int, int] | None = None) -> dict:
+    """FLOP/s of a loop of ``(n, n) @ (n, n)`` products, or of ``(m, k) @ (k, n)`` for ``shape=(m, k, n)``."""
+    m, k, n = shape or (n, n, n)
+    a, b = torch.randn(m, k), torch.randn(k, n)
     for _ in range(3):
         torch.mm(a, b)
     reps, t0 = 0, time.perf_counter()
@@ -158,8 +160,9 @@ def matmul_flops_per_second(seconds: float, n: int = 1024) -> dict:
         elapsed = time.perf_counter() - t0
         if elapsed >= seconds:
             break
-    return {"size": n, "dtype": "float32", "matmuls": reps, "seconds": elapsed,
-            "flops_per_second": 2 * n**3 * reps / elapsed}
+    size = {"size": n} if shape is None else {"shape": list(shape)}
+    return {**size, "dtype": "float32", "matmuls": reps, "seconds": elapsed,
+            "flops_per_second": 2 * m * k * n * reps / elapsed}
 
 
 def main() -> None:

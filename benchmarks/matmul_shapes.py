@@ -14,13 +14,15 @@ but matmuls is known: ``flops_per_transition / rate at these shapes``.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
+from bench_world_model import matmul_flops_per_second  # this folder is on sys.path when run as a script
 from latentum_world.evaluation import write_json
+from latentum_world.model.config import LatentUMConfig
 
-HIDDEN, MLP = 128, 384  # configs/model/default.yaml
+_DEFAULT = LatentUMConfig()  # configs/model/default.yaml's sizes are LatentUMConfig's defaults
+HIDDEN, MLP = _DEFAULT.hidden_size, _DEFAULT.mlp_size
 # (name, tokens per row, in features, out features): the language model's fused products per layer
 SHAPES = [
     ("qkv, one token", 1, HIDDEN, 3 * HIDDEN),
@@ -34,15 +36,7 @@ SHAPES = [
 
 def rate(m: int, k: int, n: int, seconds: float) -> float:
     """FLOP/s of ``(m, k) @ (k, n)`` repeated for about ``seconds``."""
-    a, b = torch.randn(m, k), torch.randn(k, n)
-    for _ in range(20):
-        a @ b
-    reps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        for _ in range(50):
-            a @ b
-        reps += 50
-    return 2.0 * m * k * n * reps / (time.perf_counter() - start)
+    return matmul_flops_per_second(seconds, shape=(m, k, n))["flops_per_second"]
 
 
 def main(argv=None) -> dict:

@@ -147,9 +147,10 @@ class WorldStage(GenerationStage):
 
     def batch_from(self, rng, size) -> dict:
         k = int(self.sc.transitions)
+        focus = float(self.sc.get("terminal_focus", 0.0))
         frames, actions = [], []
         for _ in range(size):
-            ep = transition_window(rng, k, levels=LEVELS, terminal_focus=float(self.sc.get("terminal_focus", 0.0)))
+            ep = transition_window(rng, k, levels=LEVELS, terminal_focus=focus)
             frames.append(np.stack([self.data.image(m, last) for m, last in ep.frames]))  # (K+1, S, S, 3)
             actions.append(ep.actions)
         tok = self.tokenizer
