@@ -9,7 +9,7 @@ from pathlib import Path
 #: The bundled checkpoint, used when ``--model`` is not given.
 DEFAULT_MODEL = Path(__file__).resolve().parent / "checkpoints" / "default"
 # Mirrors of latentum_world.evaluation.perception's constants (not imported: torch would slow every command's start).
-FEATURE_KINDS = ("continuous", "quantized")
+FEATURE_KINDS = ("continuous", "quantized", "projected")
 DEFAULT_SEED = 20261122
 DEFAULT_GENERATED = 100
 # ... and of latentum_world.evaluation.world_model's.
@@ -170,7 +170,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--vsp", required=True, help="VSP checkout, its maze folder, or `vsp generate --task ...` output")
     p.add_argument("--model", help="trained model directory (default: the bundled checkpoint latentum_world/checkpoints/default)")
     p.add_argument("--features", choices=FEATURE_KINDS, default="continuous",
-                   help="image features: continuous (ViT + projector) or quantized (MBAQ codes); default continuous")
+                   help="image features: continuous (ViT + projector), quantized (MBAQ codes through up_proj) or projected (MBAQ codes through visual_projector, as the world model reads imagined states); default continuous")
     p.add_argument("--generated", type=int, default=DEFAULT_GENERATED, metavar="N",
                    help=f"held-out items per level per question kind and read-out maps per level (default {DEFAULT_GENERATED}; 0: skip)")
     add_run_options(p, seed_of="held-out maps", batch_of="answers decoded")

@@ -78,12 +78,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "train",
-        help="train a stage (vlm, mbaq, gen, world, decoder) or all of them",
+        help="train a stage (vlm, mbaq, gen, lang, world, decoder) or all of them",
         description="Train one stage. Overrides are Hydra syntax, e.g. `stage.steps=200 out_dir=runs/x preset=debug`. "
         "Rerunning the same command resumes from the newest checkpoint in out_dir. Multi-process: "
         "`torchrun --nproc_per_node 2 -m latentum_world train vlm`.",
     )
-    p.add_argument("stage", help="stage name (configs/stage/*.yaml): vlm, mbaq, gen, world, decoder; or `all` for every stage in order")
+    p.add_argument("stage", help="stage name (configs/stage/*.yaml): vlm, mbaq, gen, lang, world, decoder; or `all` for the default pipeline (vlm, mbaq, gen, world, decoder)")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, key=value")
     p.add_argument("--out-root", default="runs", help="`train all`: one folder per stage under this (default runs/)")
     p.add_argument("--bundle", help="`train all`: also copy the finished model here (the package's default: "

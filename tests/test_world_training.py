@@ -150,3 +150,35 @@ def test_text_steps_are_interleaved_with_text_every():
     assert phases == "tttgggtgggtgggt"
     cfg = compose_config("world", FAST + ["stage.text_steps=2", "stage.text_every=0"])
     assert [STAGES["world"](cfg).in_text_phase(s) for s in range(5)] == [True, True, False, False, False]
+
+
+def test_lang_stage_trains_only_the_text_branch_and_reads_codes(mbaq_model, tmp_path):
+    """Stage ``lang`` (the paper's lang-only step): text-branch layer weights and the text head change;
+    the vision side, quantizer, embeddings, shared norms, visual_projector and the generation branch do not."""
+    gen = train("gen", FAST + [f"out_dir={tmp_path / 'gen'}", f"init_from={mbaq_model}", "stage.steps=2"])
+    lang = train("lang", FAST + [f"out_dir={tmp_path / 'lang'}", f"init_from={gen}", "stage.steps=3", "stage.code_share=0.5",
+                                 f"stage.data.weights={ONLY_SHORT}"])
+    before, after = (load_file(str(p / "model.safetensors")) for p in (gen, lang))
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and any(k.startswith("lm_head.") for k in changed)
+    assert any(".self_attn.q_proj." in k for k in changed) and any(".mlp." in k for k in changed)
+    for k in changed:
+        assert k.startswith("lm_head.") or (k.startswith("language_model.layers.") and "_vision" not in k and "layernorm" not in k), k
+    # the lang stage's loss mixes both ways of entering a state: as codes and as observed features
+    stage = STAGES["lang"](compose_config("lang", FAST + [f"init_from={gen}", "stage.batch_size=8", "stage.code_share=0.5",
+                                                           f"stage.data.weights={ONLY_SHORT}"]))
+    model, tok = stage.build(None)
+    batch = stage.batch(0, 0)
+    assert 0 < int(batch["as_codes"].sum()) < 8
+    embeds = stage.image_embeds(model, batch["images"], batch["as_codes"], 0)
+    cont, _ = model.image_embeddings(batch["images"], "continuous")
+    proj, _ = model.image_embeddings(batch["images"], "projected")
+    rows = batch["as_codes"]
+    assert torch.equal(embeds[rows], proj[rows]) and torch.equal(embeds[~rows], cont[~rows])
+
+
+def test_projected_features_need_the_generation_branch(mbaq_model):
+    model, _ = load_model(mbaq_model)
+    images = torch.zeros(1, model.config.image_size, model.config.image_size, 3, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="generation branch"):
+        model.image_embeddings(images, "projected")

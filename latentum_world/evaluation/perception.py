@@ -47,7 +47,7 @@ DEFAULT_GENERATED = 100
 HELDOUT_TAG = 0x7E5E_A7ED
 #: Stream part of the board read-out; question kind ``k`` uses ``1 + TASKS.index(k)``.
 READOUT_PART = 0
-FEATURE_KINDS = ("continuous", "quantized")
+FEATURE_KINDS = ("continuous", "quantized", "projected")
 #: Benchmark splits, in report order.
 SPLITS = ("maps", "example")
 

@@ -3,7 +3,9 @@ with its MBAQ quantizer, as a ``transformers`` ``PreTrainedModel``.
 
 Observed images always enter as continuous features (``mlp1(ViT(image))``) at the ``<img_ctx>``
 placeholders; ``features="quantized"`` swaps in MBAQ's ``up_proj(z_q)`` (the MBAQ training student and
-the quantized evaluations).
+the quantized evaluations); ``features="projected"`` gives the image's own MBAQ codes as
+``visual_projector(z_q)``, the way the world model's understanding branch reads imagined states (needs
+the generation branch).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from latentum_world.model.mbaq import MBAQOutput, MBAQuantizer
 from latentum_world.model.probe import VisionProbe
 from latentum_world.model.vision import VisionEncoder, VisionProjector
 
-FEATURE_KINDS = ("continuous", "quantized")
+FEATURE_KINDS = ("continuous", "quantized", "projected")
 
 
 @dataclass
@@ -113,6 +115,11 @@ class LatentUMModel(PreTrainedModel):
         vit = self.get_vit_feature(images) if vit is None else vit
         if features == "continuous":
             return self.mlp1(vit), None
+        if features == "projected":
+            if not self.config.generation_branch:
+                raise ValueError('features="projected" reads codes through visual_projector, which only a model with '
+                                 "its generation branch has (train the gen stage)")
+            return self.project_latents(self.quantizer.encode(vit)), None
         q = self.quantizer(vit)
         return q.x_vq, q
 

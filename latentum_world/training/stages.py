@@ -216,9 +216,10 @@ class MBAQStage(UnderstandingStage):
 
 def _stages() -> dict:
     from latentum_world.training.decoder_stage import DecoderStage
+    from latentum_world.training.lang_stage import LangStage
     from latentum_world.training.world_stages import GenStage, WorldStage
 
-    return {"vlm": VLMStage, "mbaq": MBAQStage, "gen": GenStage, "world": WorldStage, "decoder": DecoderStage}
+    return {"vlm": VLMStage, "mbaq": MBAQStage, "gen": GenStage, "lang": LangStage, "world": WorldStage, "decoder": DecoderStage}
 
 
 class _LazyStages(dict):
