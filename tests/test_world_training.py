@@ -182,3 +182,17 @@ def test_projected_features_need_the_generation_branch(mbaq_model):
     images = torch.zeros(1, model.config.image_size, model.config.image_size, 3, dtype=torch.uint8)
     with pytest.raises(ValueError, match="generation branch"):
         model.image_embeddings(images, "projected")
+
+
+def test_lang_stage_can_switch_the_flag_answer_format(mbaq_model, tmp_path):
+    """``stage.flag_answers=direct`` on an interpreted model: its goal / hole questions are then asked and
+    saved in the direct format (one Yes/No token), which ``FlagQuestions`` follows; a bad name is refused."""
+    gen = train("gen", FAST + [f"out_dir={tmp_path / 'gen'}", f"init_from={mbaq_model}", "stage.steps=1"])
+    cfg = compose_config("lang", FAST + [f"init_from={gen}", f"out_dir={tmp_path / 'lang'}", "stage.flag_answers=direct"])
+    stage = STAGES["lang"](cfg)
+    model, tok = stage.build(None)
+    assert model.config.flag_answers == "direct"
+    answer = stage.data.example(np.random.default_rng(0), "in_hole").answer
+    assert answer in ("Yes", "No")
+    with pytest.raises(ValueError, match="flag_answers"):
+        STAGES["lang"](compose_config("lang", FAST + [f"init_from={gen}", "stage.flag_answers=verbose"])).build(None)

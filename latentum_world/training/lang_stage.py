@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from latentum_world.data.understanding import TASKS, UnderstandingData, batch_rng, collate
 from latentum_world.evaluation.answers import accuracy_by_kind, answer
+from latentum_world.model.config import FLAG_ANSWERS
 from latentum_world.model.dual_sequence import noisy_codes
 from latentum_world.training.stages import EVAL_SEED, length_chunks, load_model
 
@@ -55,6 +56,13 @@ class LangStage:
         model, tok = load_model(source)
         if not model.config.generation_branch:
             raise ValueError(f"{source} has no generation branch (and so no visual_projector): train the gen stage first")
+        fmt = self.sc.get("flag_answers")
+        if fmt is not None and fmt not in FLAG_ANSWERS:
+            raise ValueError(f"stage.flag_answers must be null or one of {FLAG_ANSWERS}, got {fmt!r}")
+        if fmt is not None and ckpt is None and fmt != model.config.flag_answers:
+            # the goal / hole questions learn this answer format; the saved config tells FlagQuestions to use it
+            print(f"lang: flag answers {model.config.flag_answers!r} -> {fmt!r}")
+            model.config.flag_answers = fmt
         for name, p in model.named_parameters():
             p.requires_grad_(is_text_branch_param(name))
         self.tokenizer, self.model_config = tok, model.config
