@@ -84,7 +84,6 @@ def main(argv=None) -> None:
         print("  ", w["codes"], w["contents"])
     if args.out:
         write_json(args.out, result)
-        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
