@@ -18,15 +18,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
 
-from latentum_world.data.understanding import TASKS, UnderstandingData, batch_rng, collate
+from latentum_world.data.understanding import batch_rng, collate
 from latentum_world.evaluation.answers import accuracy_by_kind, answer
 from latentum_world.model.config import FLAG_ANSWERS
 from latentum_world.model.dual_sequence import noisy_codes
-from latentum_world.training.stages import EVAL_SEED, length_chunks, load_model
+from latentum_world.training.stages import UnderstandingStage, length_chunks, load_model
 
 #: Text-branch parameter name pieces inside each language-model layer (the ``*_vision`` copies excluded).
 TEXT_BRANCH = ("self_attn.q_proj.", "self_attn.k_proj.", "self_attn.v_proj.", "self_attn.o_proj.",
@@ -40,14 +38,11 @@ def is_text_branch_param(name: str) -> bool:
     return name.startswith("language_model.layers.") and "_vision" not in name and any(p in name for p in TEXT_BRANCH)
 
 
-class LangStage:
-    name = "lang"
+class LangStage(UnderstandingStage):
+    """Questions and held-out examples as in ``vlm`` / ``mbaq`` (:class:`UnderstandingStage`); images enter
+    as codes or as observed features."""
 
-    def __init__(self, cfg: DictConfig):
-        self.cfg, self.sc = cfg, cfg.stage
-        data = OmegaConf.to_container(self.sc.data, resolve=True)
-        self.data = UnderstandingData.from_stage(data)
-        self._eval_examples = None
+    name = "lang"
 
     def build(self, ckpt: Path | None):
         source = ckpt or self.cfg.init_from or self.sc.init_from
@@ -65,9 +60,7 @@ class LangStage:
             model.config.flag_answers = fmt
         for name, p in model.named_parameters():
             p.requires_grad_(is_text_branch_param(name))
-        self.tokenizer, self.model_config = tok, model.config
-        self.data = self.data.for_model(model.config)
-        return model, tok
+        return self._finish_build(model, tok)
 
     def trainable_parameters(self, model):
         return [p for n, p in model.named_parameters() if is_text_branch_param(n)]
@@ -96,16 +89,6 @@ class LangStage:
                           image_embeds=sub["image_embeds"], labels=sub["labels"])
             ce = ce + share * out.loss
         return ce, {"losses/answer_ce": ce.item(), "lang/code_rows": batch["as_codes"].float().mean().item()}
-
-    def after_step(self, model, step: int) -> dict:
-        return {}
-
-    def eval_examples(self) -> list:
-        if self._eval_examples is None:
-            rng = np.random.default_rng(EVAL_SEED)
-            kinds = [k for k in TASKS if self.data.weights.get(k, 0) > 0]
-            self._eval_examples = [ex for kind in kinds for ex in self.data.batch(rng, self.sc.eval_examples, kind)]
-        return self._eval_examples
 
     def evaluate(self, model) -> dict:
         examples = self.eval_examples()
