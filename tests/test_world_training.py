@@ -196,3 +196,14 @@ def test_lang_stage_can_switch_the_flag_answer_format(mbaq_model, tmp_path):
     assert answer in ("Yes", "No")
     with pytest.raises(ValueError, match="flag_answers"):
         STAGES["lang"](compose_config("lang", FAST + [f"init_from={gen}", "stage.flag_answers=verbose"])).build(None)
+
+
+def test_world_stage_can_keep_visual_projector_frozen(mbaq_model, tmp_path):
+    gen = train("gen", FAST + [f"out_dir={tmp_path / 'gen'}", f"init_from={mbaq_model}", "stage.steps=1"])
+    frozen = ["stage.train_projector=false", "stage.text_steps=0", "stage.text_every=0"]
+    world = train("world", FAST + [f"out_dir={tmp_path / 'world'}", f"init_from={gen}", "stage.steps=2", *frozen])
+    before, after = (load_file(str(p / "model.safetensors")) for p in (gen, world))
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all("_vision" in k or k.startswith("depth_head.") for k in changed), changed
+    with pytest.raises(ValueError, match="text_steps=0"):
+        STAGES["world"](compose_config("world", FAST + [f"init_from={gen}", "stage.train_projector=false"])).build(None)

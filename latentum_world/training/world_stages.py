@@ -116,13 +116,22 @@ class WorldStage(GenerationStage):
 
     def build(self, ckpt: Path | None):
         model, tok = self._load(ckpt)
+        self.train_projector = bool(self.sc.get("train_projector", True))
+        if not self.train_projector and (self.sc.text_steps or self.sc.get("text_every", 0)):
+            raise ValueError("stage.train_projector=false leaves the text steps nothing to train: "
+                             "set stage.text_steps=0 stage.text_every=0")
         for name, p in model.named_parameters():
-            p.requires_grad_(is_generation_param(name) or name.startswith("visual_projector."))
+            p.requires_grad_(self._trains(name))
         self.action_ids = tok.convert_tokens_to_ids(list(ACTION_LETTERS))
         return model, tok
 
     def trainable_parameters(self, model):
-        return [p for n, p in model.named_parameters() if is_generation_param(n) or n.startswith("visual_projector.")]
+        return [p for n, p in model.named_parameters() if self._trains(n)]
+
+    def _trains(self, name: str) -> bool:
+        """The generation branch, and ``visual_projector`` unless ``train_projector`` is false (the reference's
+        vision-only step keeps it frozen; after ``lang`` the text branch has learned to read through it)."""
+        return is_generation_param(name) or (self.train_projector and name.startswith("visual_projector."))
 
     def in_text_phase(self, step: int) -> bool:
         """The first ``text_steps`` steps, then every ``text_every``-th step (0: never): ``visual_projector``
