@@ -24,7 +24,7 @@ from latentum_world.data.understanding import batch_rng, collate
 from latentum_world.evaluation.answers import accuracy_by_kind, answer
 from latentum_world.model.config import FLAG_ANSWERS
 from latentum_world.model.dual_sequence import noisy_codes
-from latentum_world.training.stages import UnderstandingStage, length_chunks, load_model
+from latentum_world.training.stages import UnderstandingStage, length_chunks, load_stage_model
 
 #: Text-branch parameter name pieces inside each language-model layer (the ``*_vision`` copies excluded).
 TEXT_BRANCH = ("self_attn.q_proj.", "self_attn.k_proj.", "self_attn.v_proj.", "self_attn.o_proj.",
@@ -45,10 +45,7 @@ class LangStage(UnderstandingStage):
     name = "lang"
 
     def build(self, ckpt: Path | None):
-        source = ckpt or self.cfg.init_from or self.sc.init_from
-        if source is None:
-            raise ValueError("stage lang needs a model with its generation branch: set init_from=<gen or world model dir>")
-        model, tok = load_model(source)
+        model, tok, source = load_stage_model(self.cfg, ckpt, "a model with its generation branch: set init_from=<gen or world model dir>")
         if not model.config.generation_branch:
             raise ValueError(f"{source} has no generation branch (and so no visual_projector): train the gen stage first")
         fmt = self.sc.get("flag_answers")

@@ -36,6 +36,16 @@ def load_model(path: str | Path) -> tuple[LatentUMModel, LatentUMTokenizer]:
     return model, LatentUMTokenizer.from_pretrained(path)
 
 
+def load_stage_model(cfg: DictConfig, ckpt: Path | None, needs: str) -> tuple[LatentUMModel, LatentUMTokenizer, Path]:
+    """The model a stage starts from: its checkpoint when resuming, else ``init_from`` (command line, then the
+    stage's config); ``needs`` completes the error "stage <name> needs ...: set init_from=...". Returns the source too."""
+    source = ckpt or cfg.init_from or cfg.stage.get("init_from")
+    if source is None:
+        raise ValueError(f"stage {cfg.stage.name} needs {needs}")
+    model, tok = load_model(source)
+    return model, tok, source
+
+
 def length_chunks(batch: dict, chunks: int) -> list[tuple[dict, float]]:
     """A right-padded batch split into ``chunks`` sub-batches of similar length, each cut to its own longest
     row: ``[(sub_batch, share of the batch's answer tokens), ...]``. A loss averaged over answer tokens is
@@ -148,10 +158,7 @@ class MBAQStage(UnderstandingStage):
     name = "mbaq"
 
     def build(self, ckpt: Path | None):
-        source = ckpt or self.cfg.init_from or self.sc.init_from
-        if source is None:
-            raise ValueError("stage mbaq needs a trained understanding model: set init_from=<vlm model dir>")
-        model, tok = load_model(source)
+        model, tok, _ = load_stage_model(self.cfg, ckpt, "a trained understanding model: set init_from=<vlm model dir>")
         if ckpt is None:
             self._size_quantizer(model)
         for name, p in model.named_parameters():

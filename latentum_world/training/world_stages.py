@@ -28,7 +28,7 @@ from latentum_world.data.rollouts import transition_window
 from latentum_world.data.understanding import UnderstandingData, batch_rng, collate
 from latentum_world.model.dual_sequence import noisy_codes
 from latentum_world.model.generation import image_block_ids
-from latentum_world.training.stages import load_model
+from latentum_world.training.stages import load_stage_model
 
 GENERATION_PREFIXES = ("depth_head.",)
 
@@ -47,10 +47,7 @@ class GenerationStage:
         self.data = UnderstandingData.from_stage(data, weights={"table": 1.0})
 
     def _load(self, ckpt: Path | None):
-        source = ckpt or self.cfg.init_from or self.sc.init_from
-        if source is None:
-            raise ValueError(f"stage {self.name} needs a model: set init_from=<model dir>")
-        model, tok = load_model(source)
+        model, tok, _ = load_stage_model(self.cfg, ckpt, "a model: set init_from=<model dir>")
         if not model.config.generation_branch:
             model.add_generation_branch()
         self.tokenizer, self.model_config = tok, model.config
