@@ -32,7 +32,7 @@ def train(stage: str, overrides: list[str] | None = None) -> Path:
     return Trainer(cfg, STAGES[stage](cfg)).run()
 
 
-PIPELINE = ("vlm", "mbaq", "gen", "world", "decoder")
+PIPELINE = ("vlm", "mbaq", "gen", "lang", "world", "decoder")  # the reference's order: A, B, C1 lang-only, C2 vision-only
 
 
 def train_all(overrides: list[str] | None = None, out_root: str | Path = "runs", bundle: str | Path | None = None) -> Path:
