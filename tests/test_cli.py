@@ -84,3 +84,20 @@ def test_train_overrides_may_follow_the_flags(monkeypatch):
     assert seen == {"o": ["stage.steps=1", "num_threads=1"], "b": "somewhere"}
     with pytest.raises(SystemExit):
         main(["train", "all", "--bundle", "x", "--no-such-flag"])
+
+
+def test_each_stage_defaults_to_the_previous_pipeline_stage():
+    """Run alone, every stage of ``train all`` starts from the stage before it (``runs/<previous>/final``), so
+    ``latentum-world train <stage>`` after ``train <previous>`` follows the same chain as ``train all``."""
+    from pathlib import Path
+
+    import yaml
+
+    from latentum_world.train_cli import PIPELINE
+
+    stages = Path(__file__).resolve().parents[1] / "configs" / "stage"
+    assert PIPELINE.index("lang") < PIPELINE.index("world")  # lang-only before vision-only, as in the paper
+    assert yaml.safe_load((stages / f"{PIPELINE[0]}.yaml").read_text()).get("init_from") is None
+    for previous, stage in zip(PIPELINE, PIPELINE[1:]):
+        init = yaml.safe_load((stages / f"{stage}.yaml").read_text())["init_from"]
+        assert init == f"runs/{previous}/final", (stage, init)
