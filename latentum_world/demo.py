@@ -106,7 +106,7 @@ def real_maze_job(out: Path, count: int, seed: int) -> int:
 def no_model_note(bundled: Path) -> str:
     return (
         f"No world model to show: no --model was given and there is no bundled checkpoint at {bundled}. "
-        f"Train one (vlm -> mbaq -> gen -> world -> pixel decoder) and bundle it with `{BUNDLE_COMMAND}` "
+        f"Train one (vlm -> mbaq -> gen -> lang -> world -> pixel decoder) and bundle it with `{BUNDLE_COMMAND}` "
         "(or pass --model DIR, e.g. runs/world/final written by `latentum-world train all`), then rerun "
         "`latentum-world demo` to watch it imagine mazes beside the real ones. Meanwhile, here is the real-maze "
         "job (generate, solve by BFS, score, render)."

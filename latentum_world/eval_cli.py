@@ -20,8 +20,8 @@ DEFAULT_BATCH_SIZE = 64
 #: What to train when no model is found, per command.
 PERCEPTION_TRAINING = ("`latentum-world train vlm` then `latentum-world train mbaq` (the final model is written to "
                        "runs/mbaq/final)")
-WORLD_TRAINING = ("`latentum-world train vlm`, `train mbaq`, `train gen`, then `latentum-world train world` (the final "
-                  "model is written to runs/world/final)")
+WORLD_TRAINING = ("`latentum-world train all` (or the stages one by one: `train vlm`, `train mbaq`, `train gen`, `train lang`, "
+                  "then `train world`; the final model is written to runs/world/final)")
 
 
 def resolve_model_path(path: str | None, training: str = PERCEPTION_TRAINING, example: str = "runs/mbaq/final") -> Path:

@@ -15,12 +15,17 @@ CONFIG_DIR = Path(configs.__file__).resolve().parent
 def compose_config(stage: str, overrides: list[str] | None = None) -> DictConfig:
     """The training config for ``stage`` with Hydra ``overrides`` (e.g. ``["preset=debug", "stage.steps=10"]``)."""
     from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
     known = sorted(p.stem for p in (CONFIG_DIR / "stage").glob("*.yaml"))
     if stage not in known:
         raise ValueError(f"unknown stage {stage!r}; known stages: {', '.join(known)}")
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name="train", overrides=[f"stage={stage}", *(overrides or [])])
+        try:
+            return compose(config_name="train", overrides=[f"stage={stage}", *(overrides or [])])
+        except (HydraException, OmegaConfBaseException) as e:  # a mistyped key or group, a missing `=`: one line, no traceback
+            raise ValueError(f"bad override for stage {stage}: {e}".splitlines()[0]) from e
 
 
 def train(stage: str, overrides: list[str] | None = None) -> Path:
@@ -71,6 +76,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         if args.bundle:
             raise ValueError("--bundle only applies to `train all`")
+        if args.out_root != "runs":
+            raise ValueError(f"--out-root only applies to `train all`; for one stage set out_dir=<dir> (e.g. out_dir={args.out_root}/{args.stage})")
         train(args.stage, args.overrides)
     return 0
 
@@ -83,7 +90,7 @@ def add_parser(sub) -> None:
         "Rerunning the same command resumes from the newest checkpoint in out_dir. Multi-process: "
         "`torchrun --nproc_per_node 2 -m latentum_world train vlm`.",
     )
-    p.add_argument("stage", help="stage name (configs/stage/*.yaml): vlm, mbaq, gen, lang, world, decoder; or `all` for the default pipeline (vlm, mbaq, gen, world, decoder)")
+    p.add_argument("stage", help="stage name (configs/stage/*.yaml): vlm, mbaq, gen, lang, world, decoder; or `all` for the default pipeline (" + ", ".join(PIPELINE) + ")")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, key=value")
     p.add_argument("--out-root", default="runs", help="`train all`: one folder per stage under this (default runs/)")
     p.add_argument("--bundle", help="`train all`: also copy the finished model here (the package's default: "

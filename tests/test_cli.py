@@ -86,6 +86,13 @@ def test_train_overrides_may_follow_the_flags(monkeypatch):
         main(["train", "all", "--bundle", "x", "--no-such-flag"])
 
 
+def test_train_flags_of_train_all_are_refused_for_one_stage(capsys):
+    assert main(["train", "vlm", "--out-root", "elsewhere"]) == 2
+    assert "out_dir=elsewhere/vlm" in capsys.readouterr().err
+    assert main(["train", "vlm", "--bundle", "x"]) == 2
+    assert "--bundle only applies" in capsys.readouterr().err
+
+
 def test_each_stage_defaults_to_the_previous_pipeline_stage():
     """Run alone, every stage of ``train all`` starts from the stage before it (``runs/<previous>/final``), so
     ``latentum-world train <stage>`` after ``train <previous>`` follows the same chain as ``train all``."""

@@ -1,7 +1,8 @@
 """Generation stages: ``gen`` (board text -> state codes) and ``world`` (action-conditioned).
 
-Both start from the MBAQ model; the understanding branch (vision encoder, ``mlp1``, quantizer,
-language-model text weights, norms, embeddings, text head) never trains here.
+``gen`` starts from the MBAQ model, ``world`` from ``lang``'s (or any model with a generation branch).
+The understanding branch (vision encoder, ``mlp1``, quantizer, language-model text weights, norms,
+embeddings, text head) never trains here.
 
 * ``gen`` adds the MoME generation branch (``*_vision`` copies of the text weights, depth head,
   ``visual_projector`` initialised from MBAQ's ``up_proj``) and teaches it to draw a board's codes
