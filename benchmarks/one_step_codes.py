@@ -17,7 +17,9 @@ questions about the real next frame's own codes (``visual_projector(z_q)``, no g
 
 ``--readout`` also reads the whole board (VSP table) from the imagined state and from the real next
 frame's codes, and splits wrong imagined read-outs by whether the codes were exact: it tells how much of
-``eval world-model``'s one-step board error is reading, not generation.
+``eval world-model``'s one-step board error is reading, not generation. ``--examples N`` (with
+``--readout``) keeps the first N transitions whose imagined codes were wrong: the move, the real boards
+before and after, what the model read from its imagined state, and the positions it drew wrong.
 
     python benchmarks/one_step_codes.py --model runs/world/final --states 3072 --out benchmarks/results/one_step_codes.json
 """
@@ -29,6 +31,8 @@ import argparse
 import numpy as np
 import torch
 
+from envs.vsp.formats import to_table
+from envs.vsp.maps import ACTION_LETTERS
 from envs.vsp.observation import content_side
 from latentum_world.data.understanding import UnderstandingData
 from latentum_world.world.loading import load_world_model
@@ -69,8 +73,11 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--readout", action="store_true", help="also score the board read-out of imagined and real codes (slower)")
+    ap.add_argument("--examples", type=int, default=0, help="with --readout: keep this many wrong transitions in the JSON")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
+    if args.examples and not args.readout:
+        ap.error("--examples needs --readout")
 
     model, tok = load_world_model(args.model, "cpu")
     wm = LatentWorldModel(model, tok)
@@ -89,6 +96,7 @@ def main(argv=None) -> None:
                               "imagined_wrong_with_wrong_codes")}
     flags = {k: 0 for k in ("steps", "real_terminal", "false_goal", "false_hole", "missed_goal", "missed_hole",
                             "wrong_with_exact_codes", "wrong_with_wrong_codes", "real_codes_wrong")}
+    examples = []
     for i in range(0, len(states), args.batch_size):
         chunk, acts = states[i : i + args.batch_size], actions[i : i + args.batch_size]
         now = torch.from_numpy(np.stack([data.image(m, last) for m, last in chunk]))
@@ -123,6 +131,14 @@ def main(argv=None) -> None:
                 readout["real_codes_right"] += int(said_real[j] == m)
                 if not right:
                     readout["imagined_wrong_with_exact_codes" if bool(exact[j]) else "imagined_wrong_with_wrong_codes"] += 1
+                if not bool(exact[j]) and len(examples) < args.examples:
+                    examples.append({
+                        "kind": kind, "level": m.size, "action": ACTION_LETTERS[int(acts[j])],
+                        "before": to_table(m_now), "after": to_table(m),
+                        "read_from_imagined": None if said[j] is None else to_table(said[j]),
+                        "read_right": bool(right), "p_goal": float(out.p_goal[j]), "p_hole": float(out.p_hole[j]),
+                        "wrong_positions": torch.nonzero(~ok[j]).flatten().tolist(),
+                        "changed_positions": torch.nonzero(changed[j]).flatten().tolist()})
             said_goal, said_hole = bool(out.p_goal[j] > 0.5), bool(out.p_hole[j] > 0.5)
             errors = {"false_goal": said_goal and not m.on_goal, "false_hole": said_hole and not m.in_hole,
                       "missed_goal": m.on_goal and not said_goal, "missed_hole": m.in_hole and not said_hole}
@@ -138,6 +154,8 @@ def main(argv=None) -> None:
               "flags": flags}
     if args.readout:
         result["readout"] = readout
+    if args.examples:
+        result["examples"] = examples
     for k, v in result["exact_codes"].items():
         acc = "-" if v["accuracy"] is None else f"{100 * v['accuracy']:.1f} %"
         print(f"{k:16s} {acc:>8s} of {v['total']} {'states' if k == 'whole_state' else 'positions'}")
