@@ -11,7 +11,9 @@ The same split for the step's termination: ``flags`` counts the steps whose goal
 (P(Yes) > 0.5, as the env decides) disagree with the real next state, separately where the imagined
 codes were exactly the real next frame's (the understanding branch misread right codes) and where
 they were not (the generation branch drew a wrong state); ``by_transition`` splits whole-state exactness by
-what the move did (a step onto ice, a bump against the edge, a step into a hole, onto the goal);
+what the move did (a step onto ice, a bump against the edge, a step into a hole, onto the goal) and
+``whole_state_by_raster_order`` by whether the player's new cell is generated before its old one (moves left or up
+across a position border: the generation branch must draw the arrival from the context alone);
 ``real_codes_wrong`` asks the same two
 questions about the real next frame's own codes (``visual_projector(z_q)``, no generation at all).
 
@@ -20,6 +22,8 @@ frame's codes, and splits wrong imagined read-outs by whether the codes were exa
 ``eval world-model``'s one-step board error is reading, not generation. ``--examples N`` (with
 ``--readout``) keeps the first N transitions whose imagined codes were wrong: the move, the real boards
 before and after, what the model read from its imagined state, and the positions it drew wrong.
+``wrong_codes_by_failure`` (with ``--readout``) counts every state with wrong codes by how its read-out
+went wrong (:func:`failure_kind`) and by its raster order.
 
     python benchmarks/one_step_codes.py --model runs/world/final --states 3072 --out benchmarks/results/one_step_codes.json
 """
@@ -66,6 +70,42 @@ def transition_kind(before, after) -> str:
     return "into_hole" if after.in_hole else "onto_goal" if after.on_goal else "onto_ice"
 
 
+RASTER = ("same_position", "arrival_first", "departure_first")
+
+
+def raster_order(before, after, config) -> str | None:
+    """Where a move's arrival cell lies in the generation order (raster over latent positions): in the
+    player's own position (``same_position``: bumps and moves within a position), in an earlier position
+    than the departure (``arrival_first``: moves left or up across a position border) or a later one
+    (``departure_first``). ``None`` unless the layout is cell-aligned (``cell_pixels`` > 0)."""
+    if not config.cell_pixels:
+        return None
+    cells = config.image_size // config.grid_side // config.cell_pixels  # cells per position side
+    pos = lambda rc: (rc[0] // cells) * config.grid_side + rc[1] // cells  # noqa: E731
+    a, d = pos(after.player), pos(before.player)
+    return "same_position" if a == d else "arrival_first" if a < d else "departure_first"
+
+
+FAILURES = ("read_right", "player_stayed", "player_read_on_goal", "unreadable", "other")
+
+
+def failure_kind(before, after, read) -> str:
+    """What a state with wrong imagined codes looks like to the model's own read-out ``read``: still
+    the right board (``read_right``), the player left where it was (``player_stayed``), the player read
+    on the goal although it is not there (``player_read_on_goal``: the signature of a player the
+    generation branch did not draw, which the understanding branch takes for one standing on the goal),
+    no valid board (``unreadable``) or anything else."""
+    if read is None:
+        return "unreadable"
+    if read == after:
+        return "read_right"
+    if read.player == before.player != after.player:
+        return "player_stayed"
+    if read.player == read.goal and after.player != after.goal:
+        return "player_read_on_goal"
+    return "other"
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=None, help="world model directory (default: the bundled checkpoint)")
@@ -92,11 +132,13 @@ def main(argv=None) -> None:
     actions = rng.integers(0, 4, len(states))
     tallies = {k: [0, 0] for k in ("changed", "unchanged_board", "margin", "all", "whole_state")}
     by_transition = {k: [0, 0] for k in TRANSITIONS}
+    by_raster = {k: [0, 0] for k in RASTER}
     readout = {k: 0 for k in ("steps", "imagined_right", "real_codes_right", "imagined_wrong_with_exact_codes",
                               "imagined_wrong_with_wrong_codes")}
     flags = {k: 0 for k in ("steps", "real_terminal", "false_goal", "false_hole", "missed_goal", "missed_hole",
                             "wrong_with_exact_codes", "wrong_with_wrong_codes", "real_codes_wrong")}
     examples = []
+    failures: dict[str, int] = {}  # "<failure>/<raster order>" -> wrong-code states
     for i in range(0, len(states), args.batch_size):
         chunk, acts = states[i : i + args.batch_size], actions[i : i + args.batch_size]
         now = torch.from_numpy(np.stack([data.image(m, last) for m, last in chunk]))
@@ -124,6 +166,10 @@ def main(argv=None) -> None:
             kind = transition_kind(m_now, m)
             by_transition[kind][0] += int(exact[j])
             by_transition[kind][1] += 1
+            order = raster_order(m_now, m, c)
+            if order is not None:
+                by_raster[order][0] += int(exact[j])
+                by_raster[order][1] += 1
             if args.readout:
                 right = said[j] == m
                 readout["steps"] += 1
@@ -131,9 +177,14 @@ def main(argv=None) -> None:
                 readout["real_codes_right"] += int(said_real[j] == m)
                 if not right:
                     readout["imagined_wrong_with_exact_codes" if bool(exact[j]) else "imagined_wrong_with_wrong_codes"] += 1
+                if not bool(exact[j]):
+                    failure = failure_kind(m_now, m, said[j])
+                    key = f"{failure}/{order}"
+                    failures[key] = failures.get(key, 0) + 1
                 if not bool(exact[j]) and len(examples) < args.examples:
                     examples.append({
-                        "kind": kind, "level": m.size, "action": ACTION_LETTERS[int(acts[j])],
+                        "kind": kind, "raster_order": order, "failure": failure, "level": m.size,
+                        "action": ACTION_LETTERS[int(acts[j])],
                         "before": to_table(m_now), "after": to_table(m),
                         "read_from_imagined": None if said[j] is None else to_table(said[j]),
                         "read_right": bool(right), "p_goal": float(out.p_goal[j]), "p_hole": float(out.p_hole[j]),
@@ -151,9 +202,11 @@ def main(argv=None) -> None:
                 flags["wrong_with_exact_codes" if bool(exact[j]) else "wrong_with_wrong_codes"] += 1
     result = {"model": args.model or "bundled", "states": len(states), "seed": args.seed,
               "exact_codes": rates(tallies), "whole_state_by_transition": rates(by_transition),
+              "whole_state_by_raster_order": rates(by_raster),
               "flags": flags}
     if args.readout:
         result["readout"] = readout
+        result["wrong_codes_by_failure"] = dict(sorted(failures.items(), key=lambda kv: -kv[1]))
     if args.examples:
         result["examples"] = examples
     for k, v in result["exact_codes"].items():
@@ -161,9 +214,13 @@ def main(argv=None) -> None:
         print(f"{k:16s} {acc:>8s} of {v['total']} {'states' if k == 'whole_state' else 'positions'}")
     print("whole state by transition: " + ", ".join(
         f"{k} {a}/{n}" for k, (a, n) in by_transition.items()))
+    print("whole state by where the arrival is generated: " + ", ".join(
+        f"{k} {a}/{n}" for k, (a, n) in by_raster.items()))
     print("goal / hole answers: " + ", ".join(f"{k} {v}" for k, v in flags.items()))
     if args.readout:
         print("board read-out: " + ", ".join(f"{k} {v}" for k, v in readout.items()))
+        print("wrong codes, as read / where the arrival is generated: " + ", ".join(
+            f"{k} {v}" for k, v in result["wrong_codes_by_failure"].items()))
     if args.out:
         write_json(args.out, result)
 

@@ -46,7 +46,7 @@ def test_error_summary_counts_records():
 
 def test_one_step_codes_flags_account_for_every_wrong_step(tmp_path):
     out = tmp_path / "codes.json"
-    one_step_codes.main(["--states", "24", "--batch-size", "12", "--readout", "--out", str(out)])  # the bundled model
+    one_step_codes.main(["--states", "24", "--batch-size", "12", "--readout", "--examples", "24", "--out", str(out)])  # the bundled model
     r = json.loads(out.read_text())
     f = r["flags"]
     assert f["steps"] == r["exact_codes"]["whole_state"]["total"] == 24 and 0 <= f["real_terminal"] <= 24
@@ -58,11 +58,44 @@ def test_one_step_codes_flags_account_for_every_wrong_step(tmp_path):
     kinds = r["whole_state_by_transition"]
     assert sum(k["total"] for k in kinds.values()) == 24
     assert sum(k["correct"] for k in kinds.values()) == r["exact_codes"]["whole_state"]["correct"]
+    orders = r["whole_state_by_raster_order"]  # the bundle is cell-aligned: every state has an order
+    assert sum(k["total"] for k in orders.values()) == 24
+    assert sum(k["correct"] for k in orders.values()) == r["exact_codes"]["whole_state"]["correct"]
+    # --examples keeps every state whose imagined codes were wrong (24 allowed), each with its wrong positions
+    assert len(r["examples"]) == 24 - r["exact_codes"]["whole_state"]["correct"]
+    assert all(e["wrong_positions"] and e["kind"] in one_step_codes.TRANSITIONS for e in r["examples"])
+    assert sum(r["wrong_codes_by_failure"].values()) == len(r["examples"])
+    assert all(k.split("/")[0] in one_step_codes.FAILURES for k in r["wrong_codes_by_failure"])
     # every wrong imagined read-out is counted once, with exact or with wrong codes
     ro = r["readout"]
     assert ro["steps"] == 24 and ro["imagined_right"] <= 24 and ro["real_codes_right"] <= 24
     assert ro["imagined_wrong_with_exact_codes"] + ro["imagined_wrong_with_wrong_codes"] == 24 - ro["imagined_right"]
     assert ro["imagined_wrong_with_exact_codes"] <= r["exact_codes"]["whole_state"]["correct"]
+
+
+def test_raster_order_of_a_move():
+    from types import SimpleNamespace
+
+    c = SimpleNamespace(cell_pixels=16, image_size=128, grid_side=4)  # 2 x 2 cells per latent position
+    order = one_step_codes.raster_order
+    m = VSPMap(6, (2, 2), (5, 5))
+    assert order(m, m.move(0), c) == "arrival_first"  # left into cell (2, 1): position 4 before position 5
+    assert order(m, m.move(3), c) == "arrival_first"  # up into (1, 2): position 1
+    assert order(m, m.move(2), c) == "same_position"  # right into (2, 3): still position 5
+    assert order(m, m.move(1), c) == "same_position"  # down into (3, 2)
+    assert order(m.with_player((1, 1)), m.with_player((1, 1)).move(2), c) == "departure_first"
+    assert order(m, m.move(0), SimpleNamespace(cell_pixels=0, image_size=128, grid_side=4)) is None
+
+
+def test_failure_kinds():
+    fail = one_step_codes.failure_kind
+    before = VSPMap(4, (1, 1), (0, 0), frozenset({(3, 3)}))
+    after = before.move(2)  # right, onto ice at (1, 2)
+    assert fail(before, after, after) == "read_right"
+    assert fail(before, after, None) == "unreadable"
+    assert fail(before, after, before) == "player_stayed"
+    assert fail(before, after, before.with_player((0, 0))) == "player_read_on_goal"  # the player not drawn
+    assert fail(before, after, after.with_player((2, 2))) == "other"
 
 
 def test_transition_kinds():
