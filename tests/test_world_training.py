@@ -207,20 +207,3 @@ def test_world_stage_can_keep_visual_projector_frozen(mbaq_model, tmp_path):
     assert changed and all("_vision" in k or k.startswith("depth_head.") for k in changed), changed
     with pytest.raises(ValueError, match="text_steps=0"):
         STAGES["world"](compose_config("world", FAST + [f"init_from={gen}", "stage.train_projector=false"])).build(None)
-
-
-def test_context_copies_spare_the_next_moves_positions():
-    from latentum_world.training.world_stages import context_copies
-
-    g = torch.Generator().manual_seed(0)
-    codes = torch.randint(64, (3, 3, 16, 4), generator=g)  # (B, K+1, P, Kc): windows of 2 transitions
-    codes[:, 1, 5:] = codes[:, 0, 5:]  # action 0 changes positions 0..4 only
-    codes[:, 2, :9] = codes[:, 1, :9]  # action 1 changes positions 9..15 only
-    changed = (codes[:, 1:] != codes[:, :-1]).any(-1)
-    plain = context_copies(codes, changed, 0.9, 64, torch.Generator().manual_seed(1))
-    spared = context_copies(codes, changed, 0.9, 64, torch.Generator().manual_seed(1), spare_moves=True)
-    assert (plain != codes[:, 1:]).float().mean() > 0.8  # 90 % noise (a random code may hit the right one)
-    # the copy of s_1 keeps exact codes where action 1 moves (9..15), and is noised like before elsewhere
-    assert torch.equal(spared[:, 0, 9:], codes[:, 1, 9:])
-    assert torch.equal(spared[:, 0, :9], plain[:, 0, :9])
-    assert torch.equal(spared[:, 1], plain[:, 1])  # s_2 has no next move in the window

@@ -193,9 +193,7 @@ class WorldStage(GenerationStage):
             return out.loss, {"losses/text_ce": out.loss.item()}
         b, f = batch["images"].shape[:2]
         codes = self.codes_of(model, batch["images"].flatten(0, 1)).view(b, f, model.config.latent_positions, model.config.num_codebooks)  # (B, K+1, P, K)
-        changed = (codes[:, 1:] != codes[:, :-1]).any(-1)  # (B, K, P): positions action t changed
-        noisy = context_copies(codes, changed, float(self.sc.code_noise), model.config.codebook_size, gen,
-                               bool(self.sc.get("noise_spares_moves", False)))
+        noisy = noisy_codes(codes[:, 1:], self.sc.code_noise, model.config.codebook_size, gen)
         with torch.no_grad():  # U copies: frozen understanding inputs; the first frame as observed or as a latent
             first_cont = model.mlp1(model.get_vit_feature(batch["images"][:, 0]))  # (B, P, d)
             first_lat = model.project_latents(codes[:, 0])
@@ -203,23 +201,11 @@ class WorldStage(GenerationStage):
             later = model.project_latents(noisy)  # (B, K, P, d)
         u_embeds = torch.cat([first[:, None], later], dim=1).flatten(0, 1)  # (B*(K+1), P, d)
         # most positions just copy the previous state; weight the ones the action changed (the player)
-        weights = 1.0 + (float(self.sc.get("changed_weight", 1.0)) - 1.0) * changed.float()
+        changed = (codes[:, 1:] != codes[:, :-1]).any(-1).float()  # (B, K, P)
+        weights = 1.0 + (float(self.sc.get("changed_weight", 1.0)) - 1.0) * changed
         ce, acc = _dual(wrapped, batch["input_ids"], torch.ones_like(batch["input_ids"]), u_embeds, batch["delims"], codes[:, 1:], weights)
         return ce, {"losses/code_ce": ce.item(), "world/code_accuracy": acc.item(),
-                    "world/changed_accuracy_share": changed.float().mean().item()}
-
-
-def context_copies(codes: torch.Tensor, changed: torch.Tensor, noise: float, codebook_size: int,
-                   generator: torch.Generator | None, spare_moves: bool = False) -> torch.Tensor:
-    """The understanding copies of s_1..s_K ``(B, K, P, Kc)`` from a window's codes ``(B, K+1, P, Kc)``: each
-    code replaced at random with probability ``noise``. With ``spare_moves`` the copy of s_t keeps exact codes
-    at the positions action t changes (``changed`` ``(B, K, P)``: s_t -> s_t+1), i.e. where the player is and
-    goes; moves whose arrival is generated first can only learn that from the context."""
-    noisy = noisy_codes(codes[:, 1:], noise, codebook_size, generator)
-    if spare_moves:
-        spare = torch.cat([changed[:, 1:], torch.zeros_like(changed[:, :1])], dim=1)  # (B, K, P): s_t's next move
-        noisy = torch.where(spare[..., None], codes[:, 1:], noisy)
-    return noisy
+                    "world/changed_accuracy_share": changed.mean().item()}
 
 
 def _dual(wrapped, u_ids, u_valid, u_embeds, delims, target_codes, weights=None):
