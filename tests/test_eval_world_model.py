@@ -243,7 +243,7 @@ def test_bad_arguments(chain, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(eval_cli, "DEFAULT_MODEL", tmp_path / "checkpoints" / "default")
     assert main(["eval", "world-model", "--generated", "1"]) == 2
     err = capsys.readouterr().err
-    assert "pass --model" in err and "latentum-world train world" in err
+    assert "pass --model" in err and "latentum-world train all" in err and "`train lang`" in err
     with pytest.raises(SystemExit):
         build_parser().parse_args(base + ["--policy", "epsilon"])
     with pytest.raises(ValueError, match="policy must be one of"):
