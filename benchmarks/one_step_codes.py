@@ -81,8 +81,7 @@ def raster_order(before, after, config) -> str | None:
     if not config.cell_pixels:
         return None
     cells = config.image_size // config.grid_side // config.cell_pixels  # cells per position side
-    pos = lambda rc: (rc[0] // cells) * config.grid_side + rc[1] // cells  # noqa: E731
-    a, d = pos(after.player), pos(before.player)
+    a, d = ((r // cells) * config.grid_side + c // cells for r, c in (after.player, before.player))
     return "same_position" if a == d else "arrival_first" if a < d else "departure_first"
 
 
@@ -179,17 +178,16 @@ def main(argv=None) -> None:
                     readout["imagined_wrong_with_exact_codes" if bool(exact[j]) else "imagined_wrong_with_wrong_codes"] += 1
                 if not bool(exact[j]):
                     failure = failure_kind(m_now, m, said[j])
-                    key = f"{failure}/{order}"
-                    failures[key] = failures.get(key, 0) + 1
-                if not bool(exact[j]) and len(examples) < args.examples:
-                    examples.append({
-                        "kind": kind, "raster_order": order, "failure": failure, "level": m.size,
-                        "action": ACTION_LETTERS[int(acts[j])],
-                        "before": to_table(m_now), "after": to_table(m),
-                        "read_from_imagined": None if said[j] is None else to_table(said[j]),
-                        "read_right": bool(right), "p_goal": float(out.p_goal[j]), "p_hole": float(out.p_hole[j]),
-                        "wrong_positions": torch.nonzero(~ok[j]).flatten().tolist(),
-                        "changed_positions": torch.nonzero(changed[j]).flatten().tolist()})
+                    failures[f"{failure}/{order}"] = failures.get(f"{failure}/{order}", 0) + 1
+                    if len(examples) < args.examples:
+                        examples.append({
+                            "kind": kind, "raster_order": order, "failure": failure, "level": m.size,
+                            "action": ACTION_LETTERS[int(acts[j])],
+                            "before": to_table(m_now), "after": to_table(m),
+                            "read_from_imagined": None if said[j] is None else to_table(said[j]),
+                            "read_right": bool(right), "p_goal": float(out.p_goal[j]), "p_hole": float(out.p_hole[j]),
+                            "wrong_positions": torch.nonzero(~ok[j]).flatten().tolist(),
+                            "changed_positions": torch.nonzero(changed[j]).flatten().tolist()})
             said_goal, said_hole = bool(out.p_goal[j] > 0.5), bool(out.p_hole[j] > 0.5)
             errors = {"false_goal": said_goal and not m.on_goal, "false_hole": said_hole and not m.in_hole,
                       "missed_goal": m.on_goal and not said_goal, "missed_hole": m.in_hole and not said_hole}

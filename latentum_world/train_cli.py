@@ -72,11 +72,11 @@ def train_all(overrides: list[str] | None = None, out_root: str | Path = "runs",
 
 def cmd_train(args: argparse.Namespace) -> int:
     if args.stage == "all":
-        train_all(args.overrides, args.out_root, args.bundle)
+        train_all(args.overrides, args.out_root or "runs", args.bundle)
     else:
         if args.bundle:
             raise ValueError("--bundle only applies to `train all`")
-        if args.out_root != "runs":
+        if args.out_root is not None:
             raise ValueError(f"--out-root only applies to `train all`; for one stage set out_dir=<dir> (e.g. out_dir={args.out_root}/{args.stage})")
         train(args.stage, args.overrides)
     return 0
@@ -92,7 +92,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument("stage", help="stage name (configs/stage/*.yaml): vlm, mbaq, gen, lang, world, decoder; or `all` for the default pipeline (" + ", ".join(PIPELINE) + ")")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, key=value")
-    p.add_argument("--out-root", default="runs", help="`train all`: one folder per stage under this (default runs/)")
+    p.add_argument("--out-root", help="`train all`: one folder per stage under this (default runs/)")
     p.add_argument("--bundle", help="`train all`: also copy the finished model here (the package's default: "
                    "latentum_world/checkpoints/default)")
     p.set_defaults(func=cmd_train)

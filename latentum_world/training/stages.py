@@ -42,10 +42,11 @@ def load_stage_model(cfg: DictConfig, ckpt: Path | None, needs: str) -> tuple[La
     source = ckpt or cfg.init_from or cfg.stage.get("init_from")
     if source is None:
         raise ValueError(f"stage {cfg.stage.name} needs {needs}")
-    if not Path(source).exists():
+    if not Path(source).exists():  # a checkpoint always exists: this is init_from
         hint = "set init_from=<model dir>"
-        if not cfg.init_from and str(source).startswith("runs/") and str(source).endswith("/final"):
-            hint = f"train stage {Path(source).parent.name} first (`latentum-world train {Path(source).parent.name}`), or set init_from=<model dir>"
+        if not cfg.init_from:  # the stage config's default, runs/<previous stage>/final
+            previous = Path(source).parent.name
+            hint = f"train stage {previous} first (`latentum-world train {previous}`), or {hint}"
         raise FileNotFoundError(f"stage {cfg.stage.name} starts from {source}, which does not exist: {hint}")
     model, tok = load_model(source)
     return model, tok, source
