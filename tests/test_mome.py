@@ -10,7 +10,7 @@ from latentum_world.model.depth_head import Sampling
 from latentum_world.model.generation import generate_state, image_block_ids
 from latentum_world.model.language import KVCache
 from latentum_world.model.modeling import LatentUMModel
-from latentum_world.training.world_stages import is_generation_param
+from latentum_world.training.world_stages import is_generation_param, position_weights
 from latentum_world.tokenizer import build_tokenizer
 
 
@@ -164,3 +164,18 @@ def test_position_weights_change_the_loss(model):
     only_first, _ = model.depth_head.loss(h, codes, torch.tensor([1.0, 0, 0, 0, 0, 0]))
     first, _ = model.depth_head.loss(h[:1], codes[:1])
     torch.testing.assert_close(only_first, first)
+
+
+def test_world_position_weights_single_out_the_first_change():
+    # 1 transition of 6 positions, 2 codebooks; state t -> t+1
+    before = torch.zeros(6, 2, dtype=torch.long)
+    arrival_first = before.clone()
+    arrival_first[1, 0], arrival_first[4, 1] = 5, 7  # player enters position 1, leaves position 4
+    same_position = before.clone()
+    same_position[3, 0] = 2  # the move stays inside position 3
+    codes = torch.stack([torch.stack([before, arrival_first]), torch.stack([before, same_position])])  # (2, 2, 6, 2)
+    w = position_weights(codes, changed_weight=3.0, first_change_weight=9.0)
+    assert w.shape == (2, 1, 6)
+    assert w[0, 0].tolist() == [1.0, 9.0, 1.0, 1.0, 3.0, 1.0]
+    assert w[1, 0].tolist() == [1.0, 1.0, 1.0, 3.0, 1.0, 1.0]  # a lone change is no "first of several"
+    torch.testing.assert_close(position_weights(codes, 3.0, 3.0), torch.where(w > 1, 3.0, 1.0))

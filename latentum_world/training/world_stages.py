@@ -200,12 +200,25 @@ class WorldStage(GenerationStage):
             first = torch.where(batch["first_continuous"][:, None, None], first_cont, first_lat)
             later = model.project_latents(noisy)  # (B, K, P, d)
         u_embeds = torch.cat([first[:, None], later], dim=1).flatten(0, 1)  # (B*(K+1), P, d)
-        # most positions just copy the previous state; weight the ones the action changed (the player)
         changed = (codes[:, 1:] != codes[:, :-1]).any(-1).float()  # (B, K, P)
-        weights = 1.0 + (float(self.sc.get("changed_weight", 1.0)) - 1.0) * changed
+        cw = float(self.sc.get("changed_weight", 1.0))
+        weights = position_weights(codes, cw, float(self.sc.get("first_change_weight") or cw))
         ce, acc = _dual(wrapped, batch["input_ids"], torch.ones_like(batch["input_ids"]), u_embeds, batch["delims"], codes[:, 1:], weights)
         return ce, {"losses/code_ce": ce.item(), "world/code_accuracy": acc.item(),
                     "world/changed_accuracy_share": changed.mean().item()}
+
+
+def position_weights(codes: torch.Tensor, changed_weight: float, first_change_weight: float) -> torch.Tensor:
+    """Loss weight of each target position ``(B, K, P)`` for state codes ``(B, K+1, P, C)``. Most positions just
+    copy the previous state and weigh 1; those the action changed (the player's old and new cells) weigh
+    ``changed_weight``. Where two or more positions change, the first in raster order weighs
+    ``first_change_weight``: it is drawn before any change is visible in the image being generated (for a
+    left or up move across a position border, the arrival), so the move is decided there; later ones follow
+    it. One-step errors concentrate on it (``benchmarks/one_step_codes.py``, ``whole_state_by_raster_order``)."""
+    changed = (codes[:, 1:] != codes[:, :-1]).any(-1)  # (B, K, P)
+    first = changed & (changed.cumsum(-1) == 1) & (changed.sum(-1, keepdim=True) >= 2)
+    weights = torch.where(changed, changed_weight, 1.0)
+    return torch.where(first, first_change_weight, weights)
 
 
 def _dual(wrapped, u_ids, u_valid, u_embeds, delims, target_codes, weights=None):
