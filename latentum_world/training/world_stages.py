@@ -201,8 +201,8 @@ class WorldStage(GenerationStage):
             later = model.project_latents(noisy)  # (B, K, P, d)
         u_embeds = torch.cat([first[:, None], later], dim=1).flatten(0, 1)  # (B*(K+1), P, d)
         changed = (codes[:, 1:] != codes[:, :-1]).any(-1).float()  # (B, K, P)
-        cw = float(self.sc.get("changed_weight", 1.0))
-        weights = position_weights(codes, cw, float(self.sc.get("first_change_weight") or cw))
+        cw, fw = float(self.sc.get("changed_weight", 1.0)), self.sc.get("first_change_weight")
+        weights = position_weights(codes, cw, cw if fw is None else float(fw))
         ce, acc = _dual(wrapped, batch["input_ids"], torch.ones_like(batch["input_ids"]), u_embeds, batch["delims"], codes[:, 1:], weights)
         return ce, {"losses/code_ce": ce.item(), "world/code_accuracy": acc.item(),
                     "world/changed_accuracy_share": changed.mean().item()}
