@@ -18,7 +18,9 @@ the env's did not: split by goal / hole) and ``steps_after_early_end`` (real ste
 all three measures because the env had already ended the episode).
 
     python benchmarks/env_agreement.py [--model DIR] [--maps 500] [--horizon 16] [--num-envs 100]
-        [--seed 20261123] [--out benchmarks/results/env_agreement.json]
+        [--seed 20261123] [--examples N] [--out benchmarks/results/env_agreement.json]
+
+``--examples N`` keeps the first N false terminations in full (``false_termination_examples``).
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ import latentum_world  # noqa: F401  (registers the env ids)
 from latentum_world.evaluation import write_json
 
 
-def run(model: str | None, maps: int, horizon: int, num_envs: int, seed: int, quiet: bool = False) -> dict:
+def run(model: str | None, maps: int, horizon: int, num_envs: int, seed: int, quiet: bool = False,
+        max_examples: int = 0) -> dict:
     if maps % num_envs:
         raise ValueError(f"--maps ({maps}) must be a multiple of --num-envs ({num_envs})")
     env = gym.make_vec("LatentUM-VSP-v0", num_envs=num_envs, vectorization_mode="vector_entry_point", model=model,
@@ -42,6 +45,7 @@ def run(model: str | None, maps: int, horizon: int, num_envs: int, seed: int, qu
     rng = np.random.default_rng(seed)
     board, reward, term = [], [], []  # per compared step: (level, depth, ok)
     false_term, missed_term, after_end = [], [], 0  # error records (see the module docstring)
+    examples = []  # the first ``max_examples`` false terminations in full
     t0 = time.perf_counter()
     for r in tqdm(range(maps // num_envs), desc="env agreement", disable=quiet):
         _, info = env.reset(seed=seed + r * num_envs)  # held-out: seeds far from training's
@@ -63,6 +67,8 @@ def run(model: str | None, maps: int, horizon: int, num_envs: int, seed: int, qu
                     if terminated[i] and not real_term:
                         false_term.append({"level": level, "depth": depth, "p_goal": float(info["p_goal"][i]),
                                            "p_hole": float(info["p_hole"][i]), "board_right": b is not None and b == real[i]})
+                        if len(examples) < max_examples:
+                            examples.append(_example(env, i, real[i], b, int(actions[i]), false_term[-1]))
                     elif real_term and not terminated[i]:
                         missed_term.append({"level": level, "depth": depth, "cause": "goal" if real[i].on_goal else "hole"})
                 else:  # the env ended this episode early: nothing to compare with, so wrong
@@ -84,7 +90,19 @@ def run(model: str | None, maps: int, horizon: int, num_envs: int, seed: int, qu
 
     return {"maps": maps, "horizon": horizon, "policy": "random", "num_envs": num_envs, "seed": seed,
             "board": summary(board), "reward": summary(reward), "termination": summary(term),
-            "errors": error_summary(false_term, missed_term, after_end), "seconds": seconds}
+            "errors": error_summary(false_term, missed_term, after_end), "seconds": seconds,
+            **({"false_termination_examples": examples} if max_examples else {})}
+
+
+def _example(env, i: int, real, board, action: int, record: dict) -> dict:
+    """One false termination: the real board after the move, the env's read-out of its imagined state, and the
+    model's greedy goal / hole answers (interpretation and verdict) about that state."""
+    from envs.vsp.formats import to_table
+
+    world = env.unwrapped.world
+    goal, hole = world.flag_questions.answers(world.state_embeds[i : i + 1], world.tok)[0]
+    return {**record, "action": "LDRU"[action], "real_after": to_table(real),
+            "readout": None if board is None else to_table(board), "goal_answer": goal, "hole_answer": hole}
 
 
 def error_summary(false_term: list[dict], missed_term: list[dict], after_end: int) -> dict:
@@ -117,9 +135,10 @@ def main(argv=None) -> int:
     ap.add_argument("--num-envs", type=int, default=100)
     ap.add_argument("--seed", type=int, default=20261123)
     ap.add_argument("--out", default="benchmarks/results/env_agreement.json")
+    ap.add_argument("--examples", type=int, default=0, help="keep the first N false terminations in full")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
-    result = run(args.model, args.maps, args.horizon, args.num_envs, args.seed, args.quiet)
+    result = run(args.model, args.maps, args.horizon, args.num_envs, args.seed, args.quiet, args.examples)
     result["model"] = args.model or "bundled"
     write_json(args.out, result)
     for k in ("board", "reward", "termination"):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from envs.vsp.formats import parse_table
 from envs.vsp.maps import VSPMap
 
 
@@ -21,8 +22,14 @@ one_step_codes = _benchmark("one_step_codes")
 
 
 def test_termination_misses_are_the_false_missed_and_after_end_steps():
-    result = env_agreement.run(None, maps=8, horizon=6, num_envs=4, seed=5, quiet=True)  # the bundled model
+    # the bundled model; seed 0 has a false termination (so the kept examples are checked)
+    result = env_agreement.run(None, maps=8, horizon=6, num_envs=4, seed=0, quiet=True, max_examples=2)
     t, e = result["termination"], result["errors"]
+    examples = result["false_termination_examples"]  # kept in full: the real board after the move was not terminal
+    assert 1 <= len(examples) == min(2, e["false_termination"]["count"])
+    for ex in examples:
+        real = parse_table(ex["real_after"])
+        assert not (real.on_goal or real.in_hole) and ex["action"] in "LDRU" and ex["goal_answer"] and ex["hole_answer"]
     wrong = round((1 - t["accuracy"]) * t["steps"])
     assert wrong == e["false_termination"]["count"] + e["missed_termination"]["count"] + e["steps_after_early_end"]
     f = e["false_termination"]

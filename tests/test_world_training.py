@@ -108,10 +108,12 @@ def test_answer_flags_equal_asking_each_question_in_full(mbaq_model, tmp_path, f
     codes = torch.randint(model.config.codebook_size, (3, model.config.latent_positions, model.config.num_codebooks))
     embeds = model.project_latents(codes)
     p_goal, p_hole = wm.answer_flags(embeds)
+    texts = wm.flag_questions.answers(embeds, tok)  # the greedy answers, for diagnosis
     yes, no = tok.convert_tokens_to_ids(["Yes", "No"] if flag_answers == "direct" else [" Yes", " No"])
-    for question, got in ((on_goal_question, p_goal), (in_hole_question, p_hole)):
+    for which, (question, got) in enumerate(((on_goal_question, p_goal), (in_hole_question, p_hole))):
         q = torch.tensor(tok.encode_text(question(VSPMap(3, (0, 0), (1, 1)))[0]))[None].expand(3, -1)
         ids = torch.cat([image_block_ids(model, 3, "cpu"), q], dim=1)
+        start = ids.shape[1]
         with torch.no_grad():
             for _ in range(wm.flag_questions.interpretation_tokens):
                 logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), image_embeds=embeds).logits[:, -1]
@@ -119,6 +121,8 @@ def test_answer_flags_equal_asking_each_question_in_full(mbaq_model, tmp_path, f
             logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), image_embeds=embeds).logits[:, -1]
         want = logits[:, [yes, no]].softmax(-1)[:, 0]
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+        greedy = torch.cat([ids[:, start:], logits.argmax(-1, keepdim=True)], dim=1)
+        assert [t[which] for t in texts] == [tok.decode_text(row) for row in greedy.tolist()]
 
 
 def test_decoder_stage_feature_loss_reaches_only_the_decoder(mbaq_model, tmp_path):

@@ -79,6 +79,25 @@ class FlagQuestions:
         yn = self.model.lm_head(h)[:, [self.yes, self.no]].softmax(-1)[:, 0]  # (2B,) P(Yes)
         return yn[:b], yn[b:]
 
+    @torch.no_grad()
+    def answers(self, state_embeds: torch.Tensor, tokenizer) -> list[tuple[str, str]]:
+        """The greedy answer texts ``(goal answer, hole answer)`` per state ``(B, P, d)``, interpretation
+        included (e.g. ``3,2 ! | Yes``): what the model says, for diagnosing a wrong flag."""
+        b = state_embeds.shape[0]
+        cache = KVCache(self.model.config.num_layers)
+        self._image(self.model, cache, state_embeds)
+        if len(self.question_prefix):
+            self._text(self.model, cache, self.question_prefix[None].expand(b, -1))
+        both = cache.select(torch.arange(b, device=self.device).repeat(2))
+        q = torch.cat([self.questions[0][None].expand(b, -1), self.questions[1][None].expand(b, -1)])
+        h = self._text(self.model, both, q)[:, -1]
+        out = []
+        for _ in range(self.interpretation_tokens + 1):  # the interpretation, then the verdict
+            out.append(self.model.lm_head(h).argmax(-1, keepdim=True))  # (2B, 1)
+            h = self._text(self.model, both, out[-1])[:, -1]
+        texts = [tokenizer.decode_text(row) for row in torch.cat(out, 1).tolist()]
+        return list(zip(texts[:b], texts[b:]))
+
 
 class LatentWorldModel:
     """:param model: a LatentUM with its generation branch; :param tokenizer: its tokenizer; :param compile:
