@@ -18,7 +18,7 @@ the env's did not: split by goal / hole) and ``steps_after_early_end`` (real ste
 all three measures because the env had already ended the episode).
 
     python benchmarks/env_agreement.py [--model DIR] [--maps 500] [--horizon 16] [--num-envs 100]
-        [--seed 20261123] [--examples N] [--out benchmarks/results/env_agreement.json]
+        [--seed 20261123] [--examples N] [--flags-from questions|readout] [--out benchmarks/results/env_agreement.json]
 
 ``--examples N`` keeps the first N false terminations in full (``false_termination_examples``).
 """
@@ -37,11 +37,11 @@ from latentum_world.evaluation import write_json
 
 
 def run(model: str | None, maps: int, horizon: int, num_envs: int, seed: int, quiet: bool = False,
-        max_examples: int = 0) -> dict:
+        max_examples: int = 0, flags_from: str = "questions") -> dict:
     if maps % num_envs:
         raise ValueError(f"--maps ({maps}) must be a multiple of --num-envs ({num_envs})")
     env = gym.make_vec("LatentUM-VSP-v0", num_envs=num_envs, vectorization_mode="vector_entry_point", model=model,
-                       readout=True, max_episode_steps=horizon)
+                       readout=True, max_episode_steps=horizon, flags_from=flags_from)
     rng = np.random.default_rng(seed)
     board, reward, term = [], [], []  # per compared step: (level, depth, ok)
     false_term, missed_term, after_end = [], [], 0  # error records (see the module docstring)
@@ -88,7 +88,7 @@ def run(model: str | None, maps: int, horizon: int, num_envs: int, seed: int, qu
         out["per_depth"] = {int(d): float(a[a[:, 1] == d, 2].mean()) for d in np.unique(a[:, 1])}
         return out
 
-    return {"maps": maps, "horizon": horizon, "policy": "random", "num_envs": num_envs, "seed": seed,
+    return {"maps": maps, "horizon": horizon, "policy": "random", "num_envs": num_envs, "seed": seed, "flags_from": flags_from,
             "board": summary(board), "reward": summary(reward), "termination": summary(term),
             "errors": error_summary(false_term, missed_term, after_end), "seconds": seconds,
             **({"false_termination_examples": examples} if max_examples else {})}
@@ -136,9 +136,11 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=20261123)
     ap.add_argument("--out", default="benchmarks/results/env_agreement.json")
     ap.add_argument("--examples", type=int, default=0, help="keep the first N false terminations in full")
+    ap.add_argument("--flags-from", choices=("questions", "readout"), default="questions",
+                    help="the env's reward / termination: the yes/no questions (default) or the model's board read-out")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
-    result = run(args.model, args.maps, args.horizon, args.num_envs, args.seed, args.quiet, args.examples)
+    result = run(args.model, args.maps, args.horizon, args.num_envs, args.seed, args.quiet, args.examples, args.flags_from)
     result["model"] = args.model or "bundled"
     write_json(args.out, result)
     for k in ("board", "reward", "termination"):

@@ -50,7 +50,7 @@ from envs.vsp.maze_env import start_map
 from envs.vsp.observation import model_renderer
 from latentum_world.model.depth_head import Sampling
 from latentum_world.world.loading import load_world_model
-from latentum_world.world.model import LatentWorldModel
+from latentum_world.world.model import FLAG_SOURCES, LatentWorldModel
 
 OBS_TYPES = ("latent", "tokens")
 
@@ -88,6 +88,10 @@ class LatentUMVSPEnv(gym.Env):
     :param compile: run the imagination loop through ``torch.compile`` (:mod:`latentum_world.model.compiled`):
         about 3x the steps per second at one env on a 2-core CPU, after a compile warm-up in the first
         steps (about 90 s with an empty Inductor cache); needs a C++ compiler.
+    :param flags_from: where reward and termination come from: ``"questions"`` (default: the understanding
+        branch's yes/no answers about the imagined state) or ``"readout"`` (its whole-board read-out of it:
+        fewer false terminations, several times slower per step; then ``info["board"]`` costs nothing extra).
+        See :class:`latentum_world.world.model.LatentWorldModel`.
     """
 
     metadata = {"render_modes": ["rgb_array", "ansi"], "render_fps": 4}
@@ -95,7 +99,7 @@ class LatentUMVSPEnv(gym.Env):
     def __init__(self, model: str | None = None, levels=LEVELS, obs_type: str = "latent", temperature: float = 0.0,
                  top_k: int | None = None, top_p: float | None = None, max_episode_steps: int | None = 32,
                  readout: bool = False, hole_prob: float = 0.2, device: str = "cpu", render_mode: str | None = None,
-                 compile: bool = False):
+                 compile: bool = False, flags_from: str = "questions"):
         levels = (levels,) if isinstance(levels, (int, np.integer)) else tuple(levels)
         if not levels or any(lv not in LEVELS for lv in levels):
             raise ValueError(f"levels must be a non-empty subset of {LEVELS}, got {levels!r}")
@@ -103,6 +107,8 @@ class LatentUMVSPEnv(gym.Env):
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
+        if flags_from not in FLAG_SOURCES:
+            raise ValueError(f"flags_from must be one of {FLAG_SOURCES}, got {flags_from!r}")
         self.model, self.tokenizer = load_world_model(model, device)
         self.observation_space = latent_space(self.model, obs_type)
         self.action_space = spaces.Discrete(4)
@@ -110,8 +116,8 @@ class LatentUMVSPEnv(gym.Env):
         self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
         self.max_episode_steps, self.readout, self.render_mode = max_episode_steps, readout, render_mode
         self._generator = torch.Generator(device=next(self.model.parameters()).device)
-        self.compile = compile
-        self.world = LatentWorldModel(self.model, self.tokenizer, self._sampling(), compile=compile)
+        self.compile, self.flags_from = compile, flags_from
+        self.world = LatentWorldModel(self.model, self.tokenizer, self._sampling(), compile=compile, flags_from=flags_from)
         self.real_map = None
         self.elapsed_steps = 0
         self._last: dict[str, Any] = {}
@@ -133,7 +139,8 @@ class LatentUMVSPEnv(gym.Env):
         self.model, self.tokenizer = load_world_model(path, device)
         self._generator = torch.Generator(device=device)
         self._generator.set_state(gen_state)
-        self.world = LatentWorldModel(self.model, self.tokenizer, self._sampling(), compile=getattr(self, "compile", False))
+        self.world = LatentWorldModel(self.model, self.tokenizer, self._sampling(), compile=getattr(self, "compile", False),
+                                      flags_from=getattr(self, "flags_from", "questions"))
         if codes is not None:
             self.world._set_state(embeds, codes, None)  # re-ingests the state: the same context as before
 

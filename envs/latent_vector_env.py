@@ -23,7 +23,7 @@ from envs.vsp.observation import model_renderer
 from envs.latent_env import OBS_TYPES, codes_to_obs, latent_space
 from latentum_world.model.depth_head import Sampling
 from latentum_world.world.loading import load_world_model
-from latentum_world.world.model import LatentWorldModel
+from latentum_world.world.model import FLAG_SOURCES, LatentWorldModel
 
 
 class LatentUMVSPVectorEnv(VectorEnv):
@@ -34,11 +34,14 @@ class LatentUMVSPVectorEnv(VectorEnv):
     def __init__(self, num_envs: int = 1, model: str | None = None, levels=LEVELS, obs_type: str = "latent",
                  temperature: float = 0.0, top_k: int | None = None, top_p: float | None = None,
                  max_episode_steps: int | None = 32, hole_prob: float = 0.2, device: str = "cpu",
-                 render_mode: str | None = None, readout: bool = False, compile: bool = False):
+                 render_mode: str | None = None, readout: bool = False, compile: bool = False,
+                 flags_from: str = "questions"):
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         if obs_type not in OBS_TYPES:
             raise ValueError(f"obs_type must be one of {OBS_TYPES}, got {obs_type!r}")
+        if flags_from not in FLAG_SOURCES:
+            raise ValueError(f"flags_from must be one of {FLAG_SOURCES}, got {flags_from!r}")
         levels = (levels,) if isinstance(levels, (int, np.integer)) else tuple(levels)
         if not levels or any(lv not in LEVELS for lv in levels):
             raise ValueError(f"levels must be a non-empty subset of {LEVELS}, got {levels!r}")
@@ -56,7 +59,7 @@ class LatentUMVSPVectorEnv(VectorEnv):
         dev = next(self.model.parameters()).device
         self._generators = [torch.Generator(device=dev) for _ in range(num_envs)]
         sampling = Sampling(greedy=True) if temperature == 0 else Sampling(temperature, top_k, top_p, generator=self._generators)
-        self.world = LatentWorldModel(self.model, self.tokenizer, sampling, compile=compile)
+        self.world = LatentWorldModel(self.model, self.tokenizer, sampling, compile=compile, flags_from=flags_from)
         self._rngs = [seeding.np_random(None)[0] for _ in range(num_envs)]
         self.real_maps: list = [None] * num_envs
         self._elapsed = np.zeros(num_envs, dtype=np.int64)

@@ -122,7 +122,7 @@ def cmd_world_model(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     model, tokenizer = load_model(model_dir)
     model.to(device).eval()
-    world = LatentWorldModel(model, tokenizer, make_sampling(args.temperature, args.seed, device))
+    world = LatentWorldModel(model, tokenizer, make_sampling(args.temperature, args.seed, device), flags_from=args.flags_from)
     results = evaluate_world_model(world, starts, horizon=args.horizon, policy=args.policy, seed=args.seed,
                                    batch_size=args.batch_size, quiet=args.quiet, model_name=str(model_dir), vsp=args.vsp,
                                    generated_per_level=generated, temperature=args.temperature)
@@ -196,6 +196,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"imagined steps per episode (default {DEFAULT_HORIZON})")
     w.add_argument("--policy", choices=WORLD_POLICIES, default="random",
                    help="actions, chosen on the real state: random, or optimal (BFS shortest path, then random); default random")
+    w.add_argument("--flags-from", choices=("questions", "readout"), default="questions",
+                   help="reward / termination from the model's yes/no answers (default) or from its board read-out")
     w.add_argument("--temperature", type=float, metavar="T",
                    help="sample the imagined codes at temperature T from a generator seeded with --seed (default: greedy)")
     w.add_argument("--seed", type=int, default=DEFAULT_SEED,

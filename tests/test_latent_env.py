@@ -90,11 +90,12 @@ def test_render_modes_and_readout(world):
     assert isinstance(info["real_map"], VSPMap)
 
 
-def test_vector_env_equals_single_envs(world):
+@pytest.mark.parametrize("flags_from", ["questions", "readout"])
+def test_vector_env_equals_single_envs(world, flags_from):
     n, seed = 3, 11
-    vec = gym.make_vec("LatentUM-VSP-v0", num_envs=n, vectorization_mode="vector_entry_point", model=world,
-                       obs_type="tokens", temperature=1.0, max_episode_steps=4, readout=True)
-    singles = [make(world, obs_type="tokens", temperature=1.0, max_episode_steps=4, readout=True) for _ in range(n)]
+    kw = dict(obs_type="tokens", temperature=1.0, max_episode_steps=4, readout=True, flags_from=flags_from)
+    vec = gym.make_vec("LatentUM-VSP-v0", num_envs=n, vectorization_mode="vector_entry_point", model=world, **kw)
+    singles = [make(world, **kw) for _ in range(n)]
     vobs, vinfo = vec.reset(seed=seed)
     sresets = [e.reset(seed=seed + i) for i, e in enumerate(singles)]
     assert np.array_equal(vobs, np.stack([o for o, _ in sresets]))
@@ -103,15 +104,16 @@ def test_vector_env_equals_single_envs(world):
     ended = [False] * n
     for _ in range(8):
         actions = rng.integers(4, size=n)
-        vobs, vr, vt, vu, _ = vec.step(actions)
+        vobs, vr, vt, vu, vinfo = vec.step(actions)
         for i, e in enumerate(singles):
             if ended[i]:  # next-step autoreset: the vector slot restarted; restart the single env the same way
                 o = e.reset()[0]
                 assert np.array_equal(vobs[i], o) and not vt[i] and not vu[i]
                 ended[i] = False
                 continue
-            o, r, t, u, _ = e.step(int(actions[i]))
+            o, r, t, u, info = e.step(int(actions[i]))
             assert np.array_equal(vobs[i], o) and (vr[i], vt[i], vu[i]) == (r, t, u)
+            assert vinfo["board"][i] == info["board"]
             ended[i] = t or u
 
 
@@ -162,3 +164,29 @@ def test_bundled_checkpoint_is_the_default_and_small():
     obs, reward, terminated, truncated, info = env.step(2)
     assert env.observation_space.contains(obs) and reward in (0.0, 1.0)
     assert env.render().shape == (128, 128, 3)
+
+
+def test_readout_flags_follow_the_models_own_board():
+    """``flags_from="readout"``: reward and termination are the bundled model's table read-out of each imagined
+    state (``%`` on the goal, ``!`` in a hole), and that read-out is kept for ``read_board()``."""
+    from envs.vsp.observation import model_renderer
+    from latentum_world.world.loading import load_world_model
+    from latentum_world.world.model import LatentWorldModel
+
+    model, tok = load_world_model()
+    wm = LatentWorldModel(model, tok, flags_from="readout")
+    # the player beside the goal (right) and a hole (down): R ends on the goal, D in the hole, L bumps
+    maps = [VSPMap(3, player=(0, 0), goal=(0, 1), holes=frozenset({(1, 0)}))] * 3
+    maps.append(VSPMap(4, player=(2, 2), goal=(3, 3), holes=frozenset({(0, 0)})))
+    images = np.stack([model_renderer(model.config, m.size).render(m) for m in maps])
+    wm.reset(torch.from_numpy(images))
+    out = wm.step(torch.tensor([2, 1, 0, 3]))
+    kept, fresh = wm.read_board(), wm.read_board(wm.state_embeds)
+    assert kept == fresh  # decoded once in the step, the same as decoding again
+    assert out.reward.tolist() == [float(b is not None and b.on_goal) for b in kept]
+    assert out.terminated.tolist() == [b is not None and (b.on_goal or b.in_hole) for b in kept]
+    assert out.terminated.tolist() == [True, True, False, False] and out.reward.tolist() == [1.0, 0.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match="flags_from"):
+        LatentWorldModel(model, tok, flags_from="pixels")
+    with pytest.raises(ValueError, match="flags_from"):
+        gym.make("LatentUM-VSP-v0", flags_from="pixels")

@@ -157,6 +157,7 @@ class WorldModelResults:
     temperature: float | None
     batch_size: int
     device: str = "cpu"
+    flags_from: str = "questions"  # where reward / termination come from (LatentWorldModel.flags_from)
     episodes: dict[int, int] = field(default_factory=dict)
     starts: dict[str, int] = field(default_factory=dict)
     stats: dict[tuple[int, int], StepStats] = field(default_factory=dict)
@@ -193,6 +194,7 @@ class WorldModelResults:
             "policy": self.policy,
             "horizon": self.horizon,
             "sampling": {"greedy": self.temperature is None, "temperature": self.temperature, "seed": self.seed},
+            "flags_from": self.flags_from,
             "batch_size": self.batch_size,
             "episodes": {"levels": {str(lv): self.episodes[lv] for lv in self.levels}, "total": sum(self.episodes.values()),
                          "starts": dict(self.starts)},
@@ -215,7 +217,8 @@ class WorldModelResults:
     def format_table(self) -> str:
         sampling = "greedy" if self.temperature is None else f"temperature {self.temperature} (seed {self.seed})"
         sources = ", ".join(f"{n} {name}" for name, n in self.starts.items())
-        parts = [f"model: {self.model}  policy: {self.policy}  horizon: {self.horizon}  sampling: {sampling}\n"
+        parts = [f"model: {self.model}  policy: {self.policy}  horizon: {self.horizon}  sampling: {sampling}"
+                 f"  reward/termination from: {self.flags_from}\n"
                  f"episodes: {sum(self.episodes.values())} ({sources})"]
         header = ("", "steps", "board", "reward", "reward=1", "term", "term=1", "positions", "codes")
 
@@ -275,7 +278,11 @@ def rollout_batch(world_model, starts: list[StartState], first_index: int, resul
         real = [maps[i] for i in rows]
         _, real_codes = wm.encode(_images(real, [actions[i] for i in rows], config))
         idx = torch.tensor(rows, dtype=torch.long, device=wm.device)
-        boards = wm.read_board(wm.state_embeds[idx])
+        if wm.flags_from == "readout":  # decoded in the step already
+            kept = wm.read_board()
+            boards = [kept[i] for i in rows]
+        else:
+            boards = wm.read_board(wm.state_embeds[idx])
         eq = out.codes[idx].to(real_codes.device) == real_codes  # (n, P, K)
         pos_ok, code_ok = eq.all(-1).sum(-1).tolist(), eq.sum((-1, -2)).tolist()
         p, k = eq.shape[1], eq.shape[2]
@@ -314,7 +321,7 @@ def evaluate_world_model(world_model, starts: list[StartState], horizon: int = D
     if not starts:
         raise ValueError("no start states to evaluate")
     results = WorldModelResults(model_name, None if vsp is None else str(vsp), generated_per_level, seed, horizon, policy,
-                                temperature, batch_size, str(world_model.device))
+                                temperature, batch_size, str(world_model.device), getattr(world_model, "flags_from", "questions"))
     for s in starts:
         results.episodes[s.level] = results.episodes.get(s.level, 0) + 1
         source = s.name.rsplit("/", 2)[0]  # task-main/maps, generated

@@ -25,12 +25,15 @@ from latentum_world.model.generation import generate_state, image_block_ids
 from latentum_world.model.language import KVCache
 
 
+FLAG_SOURCES = ("questions", "readout")  # where reward and termination are read from (LatentWorldModel's flags_from)
+
+
 @dataclass
 class WorldStep:
     codes: torch.Tensor  # (B, P, K) imagined next-state codes
     reward: torch.Tensor  # (B,) float: 1 where the model says the player is on the goal
     terminated: torch.Tensor  # (B,) bool: on the goal or in a hole, by the model's answers
-    p_goal: torch.Tensor  # (B,) the model's probability of "Yes" to "Is the player on the goal?"
+    p_goal: torch.Tensor  # (B,) the model's probability of "Yes" to "Is the player on the goal?" (readout: 0 or 1)
     p_hole: torch.Tensor  # (B,) ... "Is the player in a hole?"
 
 
@@ -102,11 +105,23 @@ class FlagQuestions:
 class LatentWorldModel:
     """:param model: a LatentUM with its generation branch; :param tokenizer: its tokenizer; :param compile:
     run the imagination loop through ``torch.compile`` (:mod:`latentum_world.model.compiled`: faster steps
-    after a compile warm-up at each new batch size)."""
+    after a compile warm-up at each new batch size).
 
-    def __init__(self, model, tokenizer, sampling: Sampling | None = None, compile: bool = False):
+    :param flags_from: where reward and termination come from, both the understanding branch reading the
+        imagined state. ``"questions"`` (default): its P(Yes) to "Is the player on the goal?" and "Is the
+        player in a hole?" (a few tokens per step). ``"readout"``: its whole-board read-out as VSP table
+        text (about 90 greedily decoded tokens per step, several times slower): the player on the goal
+        (``%``) gives reward 1 and ends the episode, the player in a hole (``!``) ends it, and a read-out
+        that is not a valid board does neither. The read-out is kept for :meth:`read_board`.
+    """
+
+    def __init__(self, model, tokenizer, sampling: Sampling | None = None, compile: bool = False,
+                 flags_from: str = "questions"):
         if not model.config.generation_branch:
             raise ValueError("this checkpoint has no generation branch (train the gen and world stages)")
+        if flags_from not in FLAG_SOURCES:
+            raise ValueError(f"flags_from must be one of {FLAG_SOURCES}, got {flags_from!r}")
+        self.flags_from = flags_from
         self.model, self.tok = model.eval(), tokenizer
         self.sampling = sampling or Sampling(greedy=True)
         c = model.config
@@ -119,6 +134,7 @@ class LatentWorldModel:
         self.positions, self.num_codebooks = c.latent_positions, c.num_codebooks
         self.state_embeds: torch.Tensor | None = None  # (B, P, d): what the current state's image slots hold
         self.codes: torch.Tensor | None = None  # (B, P, K)
+        self._boards: list = []  # per row: the current state's read-out once decoded (False: not decoded yet)
 
     # ------------------------------------------------------------------ states
     @torch.no_grad()
@@ -147,11 +163,14 @@ class LatentWorldModel:
             self._image(self.model, cache, embeds)  # (n rows, P + 2 positions)
         if rows is None:
             self.state_embeds, self.codes, self.cache = embeds, codes, cache
+            self._boards = [False] * len(codes)
         else:
             rows = torch.as_tensor(rows, device=self.device)
             self.state_embeds = self.state_embeds.index_copy(0, rows, embeds)
             self.codes = self.codes.index_copy(0, rows, codes)
             self.cache.assign(rows, cache)
+            for r in rows.tolist():
+                self._boards[r] = False
 
     # ------------------------------------------------------------------ dynamics
     @torch.no_grad()
@@ -175,8 +194,16 @@ class LatentWorldModel:
         embeds = self.model.project_latents(codes)
         fresh = KVCache(self.model.config.num_layers)
         self._image(self.model, fresh, embeds)  # s_t+1 re-ingested by the understanding branch: the next context
-        p_goal, p_hole = self.answer_flags(embeds, fresh)
+        if self.flags_from == "readout":  # the model's own table read-out: "%" on the goal, "!" in a hole
+            boards = self.read_board(embeds)
+            p_goal = torch.tensor([float(b is not None and b.on_goal) for b in boards], device=self.device)
+            p_hole = torch.tensor([float(b is not None and b.in_hole) for b in boards], device=self.device)
+        else:
+            p_goal, p_hole = self.answer_flags(embeds, fresh)
         self._set_state(embeds, codes, rows, fresh)
+        if self.flags_from == "readout":  # kept: the env's info["board"] is the same read-out
+            for r, b in zip(range(len(boards)) if rows is None else rows.tolist(), boards):
+                self._boards[r] = b
         terminated = (p_goal > 0.5) | (p_hole > 0.5)
         return WorldStep(codes, (p_goal > 0.5).float(), terminated, p_goal, p_hole)
 
@@ -188,8 +215,20 @@ class LatentWorldModel:
 
     @torch.no_grad()
     def read_board(self, state_embeds: torch.Tensor | None = None, max_new_tokens: int = 100) -> list[VSPMap | None]:
-        """The model's VSP-table read-out of each state (``None`` where the text is not a valid board)."""
-        embeds = self.state_embeds if state_embeds is None else state_embeds
+        """The model's VSP-table read-out of each state (``None`` where the text is not a valid board): of
+        ``state_embeds`` ``(B, P, d)``, or of the current states (decoded once per state and kept)."""
+        if state_embeds is not None:
+            return self._decode_boards(state_embeds, max_new_tokens)
+        if self.codes is None:
+            raise RuntimeError("call reset() first")
+        missing = [i for i, b in enumerate(self._boards) if b is False]
+        if missing:
+            rows = torch.tensor(missing, device=self.device)
+            for i, b in zip(missing, self._decode_boards(self.state_embeds[rows], max_new_tokens)):
+                self._boards[i] = b
+        return list(self._boards)
+
+    def _decode_boards(self, embeds: torch.Tensor, max_new_tokens: int) -> list[VSPMap | None]:
         b = embeds.shape[0]
         ids = torch.cat([image_block_ids(self.model, b, self.device), self.table_prompt[None].expand(b, -1)], dim=1)
         out = self.model.generate_text(ids, torch.ones_like(ids), image_embeds=embeds, max_new_tokens=max_new_tokens)
