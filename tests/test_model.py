@@ -262,6 +262,40 @@ def test_interpreted_flag_answers_name_the_players_cell_then_the_verdict(tok):
         UnderstandingData(flag_answers="verbose")
 
 
+def test_playerless_examples_show_and_describe_the_board_without_the_player(tok):
+    """``playerless``: the frame is the board with no player drawn (the same whatever the player's cell), the
+    table names no player, the flag answers say No (interpreted: the bare goal cell, two tokens as usual), the
+    probe sees no player, and other kinds are untouched."""
+    from envs.vsp.formats import VSPFormatError, parse_table
+    from envs.vsp.observation import observation_renderer
+    from latentum_world.data.prompts import coordinate
+    from latentum_world.data.understanding import probe_batch
+    from latentum_world.model.config import LatentUMConfig
+
+    rng = np.random.default_rng(4)
+    data = UnderstandingData(cell_pixels=16, playerless=1.0, flag_answers="interpreted")
+    for kind in ("table", "on_goal", "in_hole"):
+        for ex in (data.example(rng, kind) for _ in range(30)):
+            m = ex.map
+            assert not ex.player_drawn
+            renderer = observation_renderer(m.size, 128, cell_pixels=16)
+            moved = m.with_player(next((r, c) for r in range(m.size) for c in range(m.size) if (r, c) != m.player))
+            assert np.array_equal(ex.image, renderer.render(moved, player=False))  # no trace of the player
+            assert not np.array_equal(ex.image, renderer.render(m))
+            if kind == "table":
+                assert not set(ex.answer) & set("@%!") and ex.answer.count("*") == 1
+                with pytest.raises((VSPFormatError, ValueError)):
+                    parse_table(ex.answer)  # not a board a rollout can be in
+            else:
+                assert ex.answer == f"{coordinate(m.goal)} * | No" and len(tok.encode_text(ex.answer)) == 3
+            cells = probe_batch([ex], LatentUMConfig(cell_pixels=16))["probe_cells"]
+            assert int(cells.max()) in (1, 2, 6) and not bool(((cells >= 3) & (cells <= 5)).any())  # no player codes
+    assert data.example(rng, "player").player_drawn  # only table / on_goal / in_hole questions lose the player
+    assert UnderstandingData(cell_pixels=16, playerless=1.0).example(rng, "on_goal").answer == "No"
+    with pytest.raises(ValueError, match="playerless"):
+        UnderstandingData(playerless=1.5)
+
+
 def test_coordinate_listing_makes_every_lookup_a_copy():
     """task1/2/4 answers reason over the coordinate listing: two tokens per cell (``r,c`` and the piece),
     and the piece each final line quotes is the one that follows the same ``r,c`` token in the listing."""

@@ -33,18 +33,20 @@ class VSPFormatError(ValueError):
 
 
 # ---------------------------------------------------------------------------- table
-def to_table(m: VSPMap) -> str:
-    """The VSP table text, with the trailing newline the benchmark's files have."""
+def to_table(m: VSPMap, player: bool = True) -> str:
+    """The VSP table text, with the trailing newline the benchmark's files have (``player=False``: the board
+    alone, every cell its bare ``#*_`` symbol, as a frame drawn without the player shows it)."""
     header = "| |" + "".join(f" Col {c + 1} |" for c in range(m.size))
     rows = [header]
     for r in range(m.size):
-        rows.append(f"| Row {r + 1} | " + " | ".join(cell_symbol(m, (r, c)) for c in range(m.size)) + " |")
+        rows.append(f"| Row {r + 1} | " + " | ".join(cell_symbol(m, (r, c), player) for c in range(m.size)) + " |")
     return "\n".join(rows) + "\n"
 
 
-def cell_symbol(m: VSPMap, cell: tuple[int, int]) -> str:
-    """The table symbol of ``cell``: ``@``/``%``/``!`` for the player (on ice / the goal / a hole), else ``#*_``."""
-    if cell == m.player:
+def cell_symbol(m: VSPMap, cell: tuple[int, int], player: bool = True) -> str:
+    """The table symbol of ``cell``: ``@``/``%``/``!`` for the player (on ice / the goal / a hole), else ``#*_``
+    (``player=False``: always the bare cell's)."""
+    if player and cell == m.player:
         return "%" if m.on_goal else "!" if m.in_hole else "@"
     return {"hole": "#", "goal": "*", "ice": "_"}[m.cell_kind(cell)]
 

@@ -170,13 +170,15 @@ class VSPMap:
         return path is not None and len(path) > self.manhattan
 
     # ------------------------------------------------------------------ arrays
-    def to_grid(self) -> np.ndarray:
-        """``(n, n)`` uint8 cell codes: 0 ice, 1 hole, 2 goal, 3 player, 4 player on goal, 5 player in hole."""
+    def to_grid(self, player: bool = True) -> np.ndarray:
+        """``(n, n)`` uint8 cell codes: 0 ice, 1 hole, 2 goal, 3 player, 4 player on goal, 5 player in hole
+        (``player=False``: the board alone, codes 0..2)."""
         grid = np.zeros((self.size, self.size), dtype=np.uint8)
         for h in self.holes:
             grid[h] = CODE_HOLE
         grid[self.goal] = CODE_GOAL
-        grid[self.player] = CODE_PLAYER_ON_GOAL if self.on_goal else CODE_PLAYER_IN_HOLE if self.in_hole else CODE_PLAYER
+        if player:
+            grid[self.player] = CODE_PLAYER_ON_GOAL if self.on_goal else CODE_PLAYER_IN_HOLE if self.in_hole else CODE_PLAYER
         return grid
 
     @classmethod

@@ -190,10 +190,13 @@ class ObservationRenderer:
             self._boards[key] = hit
         return hit
 
-    def render(self, m: VSPMap, last_action: int | None = None) -> np.ndarray:
-        """``(size, size, 3)`` uint8, equal to ``resize_image(render_map(m, cell_size, last_action), size, level, cell_pixels)``."""
+    def render(self, m: VSPMap, last_action: int | None = None, player: bool = True) -> np.ndarray:
+        """``(size, size, 3)`` uint8, equal to ``resize_image(render_map(m, cell_size, last_action), size, level, cell_pixels)``
+        (``player=False``: the board alone, no player drawn anywhere)."""
         board = self.board(m)
         img = round_pixels(board)
+        if not player:
+            return img
         rows, cols, win = self.player_window(board, m, last_action)
         img[rows, cols] = win
         return img

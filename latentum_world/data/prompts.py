@@ -188,6 +188,17 @@ def in_hole_question(m: VSPMap, interpreted: bool = False) -> tuple[str, str]:
     return "Is the player in a hole?", flag_answer(m, m.in_hole, interpreted)
 
 
+def playerless_questions(m: VSPMap, kind: str, interpreted: bool = False) -> tuple[str, str]:
+    """A ``table`` / ``on_goal`` / ``in_hole`` question about ``m``'s board drawn WITHOUT the player (what the
+    world model shows when its generation branch drops the player). The table has no player; the player is
+    neither on the goal nor in a hole (``interpreted``: the goal's cell is written, bare, then ``No``)."""
+    if kind == "table":
+        return table_question(m)[0], to_table(m, player=False)
+    question = {"on_goal": on_goal_question, "in_hole": in_hole_question}[kind](m)[0]
+    answer = f"{coordinate(m.goal)} {cell_symbol(m, m.goal, player=False)} | {NO}" if interpreted else NO
+    return question, answer
+
+
 def table_question(m: VSPMap) -> tuple[str, str]:
     """The whole board as VSP table text (``%`` player on goal, ``!`` player in a hole)."""
     return "Describe the map as a table.", to_table(m)
@@ -227,5 +238,6 @@ __all__ = [
     "relative_position",
     "safety_question",
     "safety_trace",
+    "playerless_questions",
     "table_question",
 ]

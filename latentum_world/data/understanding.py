@@ -37,6 +37,7 @@ class Example:
     answer: str
     task: str
     map: VSPMap | None = None
+    player_drawn: bool = True  # False: the image shows ``map``'s board without the player (``playerless``)
 
 
 @dataclass
@@ -57,6 +58,12 @@ class UnderstandingData:
     :param weights: question kind -> sampling weight.
     :param flag_answers: the on_goal / in_hole answer format, ``"direct"`` or ``"interpreted"``
         (``LatentUMConfig.flag_answers``; stages take it from the model they train).
+    :param playerless: share of the ``table``, ``on_goal`` and ``in_hole`` examples whose image is the board
+        drawn WITHOUT the player, answered as such (:func:`~latentum_world.data.prompts.playerless_questions`:
+        a table with no player; neither on the goal nor in a hole). The world model's generation branch
+        sometimes drops the player, and an understanding model that never saw such a frame reads it as
+        the player standing on the goal (a false reward and termination). 0.0 (default) draws none and
+        leaves the example stream unchanged.
     """
 
     image_size: int = 128
@@ -67,8 +74,11 @@ class UnderstandingData:
     hole_probs: tuple[float, ...] = (0.2, 0.2, 0.5)
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     flag_answers: str = "direct"
+    playerless: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.playerless <= 1.0:
+            raise ValueError(f"playerless must be in [0, 1], got {self.playerless}")
         if self.flag_answers not in FLAG_ANSWERS:
             raise ValueError(f"flag_answers must be one of {FLAG_ANSWERS}, got {self.flag_answers!r}")
         if not 0.0 <= self.confusers <= 0.5:
@@ -105,8 +115,8 @@ class UnderstandingData:
         last = None if rng.random() < 0.3 else int(rng.integers(4))
         return m, last
 
-    def image(self, m: VSPMap, last_action: int | None) -> np.ndarray:
-        return observation_renderer(m.size, self.image_size, cell_pixels=self.cell_pixels).render(m, last_action)
+    def image(self, m: VSPMap, last_action: int | None, player: bool = True) -> np.ndarray:
+        return observation_renderer(m.size, self.image_size, cell_pixels=self.cell_pixels).render(m, last_action, player)
 
     @classmethod
     def from_stage(cls, data: dict, **overrides) -> "UnderstandingData":
@@ -151,6 +161,9 @@ class UnderstandingData:
             q, a = prompts.hole_question(m, cell)
             return Example(self.image(m, None), q, a, kind, m)
         m, last = self.random_state(rng, level)
+        if self.playerless > 0 and kind in ("table", "on_goal", "in_hole") and rng.random() < self.playerless:
+            q, a = prompts.playerless_questions(m, kind, interpreted=self.flag_answers == "interpreted")
+            return Example(self.image(m, last, player=False), q, a, kind, m, player_drawn=False)
         if kind in ("on_goal", "in_hole") and rng.random() < 0.5:
             # balanced yes/no: these two answers are the world model's reward and termination, and the
             # states they say yes to are rare in random_state (1 in 8 each)
@@ -218,7 +231,7 @@ def probe_batch(examples: list[Example], config) -> dict[str, torch.Tensor]:
     """Dense perception targets of a batch (see :mod:`latentum_world.model.probe`)."""
     from latentum_world.model.probe import probe_targets
 
-    cells = torch.from_numpy(np.stack([probe_targets(ex.map, config) for ex in examples]))  # (B, P, r*r)
+    cells = torch.from_numpy(np.stack([probe_targets(ex.map, config, ex.player_drawn) for ex in examples]))  # (B, P, r*r)
     levels = torch.tensor([LEVELS.index(ex.map.size) for ex in examples])  # (B,)
     return {"probe_cells": cells, "probe_levels": levels}
 

@@ -44,8 +44,9 @@ class VisionProbe(nn.Module):
         )
 
 
-def probe_targets(m: VSPMap, config: LatentUMConfig) -> np.ndarray:
-    """``(P, r*r)`` cell codes under each patch's centre, in the pixel-shuffle order of the features."""
+def probe_targets(m: VSPMap, config: LatentUMConfig, player: bool = True) -> np.ndarray:
+    """``(P, r*r)`` cell codes under each patch's centre, in the pixel-shuffle order of the features
+    (``player=False``: of the board drawn without the player)."""
     side, r = config.image_size // config.patch_size, config.shuffle
     centre_px = np.arange(side) * config.patch_size + config.patch_size / 2  # (side,) patch centres in pixels
     if config.cell_pixels:
@@ -54,7 +55,7 @@ def probe_targets(m: VSPMap, config: LatentUMConfig) -> np.ndarray:
         cell = np.floor(centre_px * m.size / config.image_size).astype(np.int64)  # the board stretched over the image
     inside = cell < m.size
     cell = np.minimum(cell, m.size - 1)
-    codes = m.to_grid().astype(np.int64)[cell[:, None], cell[None, :]]  # (side, side)
+    codes = m.to_grid(player).astype(np.int64)[cell[:, None], cell[None, :]]  # (side, side)
     codes[~(inside[:, None] & inside[None, :])] = OUTSIDE
     g = side // r
     return codes.reshape(g, r, g, r).transpose(0, 2, 1, 3).reshape(g * g, r * r)

@@ -90,7 +90,7 @@ class GenStage(GenerationStage):
         examples = self.data.batch(rng, size, "table")  # random states, any level, elf facing any way
         tok = self.tokenizer
         img = tok.convert_tokens_to_ids("<img>")
-        rows = [tok.encode_text(to_table(ex.map)) + [img] for ex in examples]
+        rows = [tok.encode_text(to_table(ex.map, player=ex.player_drawn)) + [img] for ex in examples]
         t = max(len(r) for r in rows)
         ids = torch.full((size, t), tok.pad_token_id, dtype=torch.long)
         valid = torch.zeros((size, t), dtype=torch.long)
