@@ -80,7 +80,7 @@ def _tables(model, tok, embeds: torch.Tensor) -> list[str]:
     from latentum_world.model.generation import image_block_ids
 
     b = embeds.shape[0]
-    prompt = torch.tensor(tok.encode_text(table_question(VSPMap(3, (0, 0), (1, 1)))[0]))
+    prompt = torch.tensor(tok.encode_text(table_question(VSPMap(3, (0, 0), (1, 1)))[0]), device=embeds.device)
     ids = torch.cat([image_block_ids(model, b, embeds.device), prompt[None].expand(b, -1)], dim=1)
     out = model.generate_text(ids, torch.ones_like(ids), image_embeds=embeds, max_new_tokens=100)
     return [tok.decode_text(seq) for seq in out]

@@ -16,7 +16,8 @@ imagined latents (no pixels), says whether the player is on the goal or in a hol
   (a Box, not MultiDiscrete, so SB3 feeds them as numbers instead of one-hot encoding them).
 
 ## Rewards
-1 when the model says the player is on the goal, else 0.
+1 when the model says the player is on the goal, else 0 (by its yes/no answer, or with
+``flags_from="readout"`` by its board read-out).
 
 ## Episode end
 Terminated when the model says the player is on the goal or in a hole; truncated after
@@ -24,7 +25,7 @@ Terminated when the model says the player is on the goal or in a hole; truncated
 
 ## Info
 ``real_map`` (the map the episode started from), ``level``, ``p_goal`` / ``p_hole`` (the model's
-probabilities), and ``board`` (the model's VSP-table read-out of the state, a ``VSPMap`` or ``None``)
+probabilities of "Yes"; 0 or 1 with ``flags_from="readout"``), and ``board`` (the model's VSP-table read-out of the state, a ``VSPMap`` or ``None``)
 when ``readout=True``.
 
 ## Rendering
@@ -90,7 +91,8 @@ class LatentUMVSPEnv(gym.Env):
         steps (about 90 s with an empty Inductor cache); needs a C++ compiler.
     :param flags_from: where reward and termination come from: ``"questions"`` (default: the understanding
         branch's yes/no answers about the imagined state) or ``"readout"`` (its whole-board read-out of it:
-        fewer false terminations, several times slower per step; then ``info["board"]`` costs nothing extra).
+        fewer false terminations with a model that reads boards well, though it may miss more holes; 2-3x
+        slower per step; ``info["board"]`` then costs nothing extra).
         See :class:`latentum_world.world.model.LatentWorldModel`.
     """
 

@@ -18,6 +18,7 @@ def _benchmark(name):
 
 
 env_agreement = _benchmark("env_agreement")
+flag_answers = _benchmark("flag_answers")
 one_step_codes = _benchmark("one_step_codes")
 
 
@@ -26,7 +27,7 @@ def test_termination_misses_are_the_false_missed_and_after_end_steps():
     result = env_agreement.run(None, maps=8, horizon=6, num_envs=4, seed=0, quiet=True, max_examples=2)
     t, e = result["termination"], result["errors"]
     examples = result["false_termination_examples"]  # kept in full: the real board after the move was not terminal
-    assert 1 <= len(examples) == min(2, e["false_termination"]["count"])
+    assert len(examples) == min(2, e["false_termination"]["count"])
     for ex in examples:
         real = parse_table(ex["real_after"])
         assert not (real.on_goal or real.in_hole) and ex["action"] in "LDRU" and ex["goal_answer"] and ex["hole_answer"]
@@ -38,6 +39,16 @@ def test_termination_misses_are_the_false_missed_and_after_end_steps():
     assert sum(f["per_depth"].values()) == f["count"] and all(1 <= d <= 6 for d in f["per_depth"])
     # every step of the real episodes is compared: at most maps x horizon, at least one per map
     assert 8 <= t["steps"] <= 8 * 6 and result["board"]["steps"] == t["steps"] == result["reward"]["steps"]
+
+
+def test_flag_answers_count_every_state_and_playerless_boards():
+    plain = flag_answers.run(None, "projected", states=12, seed=1, batch_size=6, quiet=True)["counts"]  # the bundled model
+    assert plain["goal_states"] + plain["hole_states"] + plain["ice_states"] == 12
+    assert plain["missed_goal"] <= plain["goal_states"] and plain["missed_hole"] <= plain["hole_states"]
+    r = flag_answers.run(None, "projected", states=12, seed=1, batch_size=6, quiet=True, playerless=True)
+    c = r["counts"]
+    assert r["playerless"] and c["states"] == 12
+    assert 0 <= c["table_on_goal"] <= c["table_player"] <= 12 and 0 <= c["goal_yes"] <= 12 and 0 <= c["hole_yes"] <= 12
 
 
 def test_error_summary_counts_records():

@@ -153,9 +153,17 @@ def test_cli_generated_optimal(chain, tmp_path):
     assert main(["eval", "world-model", "--generated", "1", "--horizon", "3", "--policy", "optimal", "--model", str(chain[1]),
                  "--json", str(out), "--quiet", "--device", "cpu"]) == 0
     d = json.loads(out.read_text())
-    assert d["vsp"] is None and d["generated"]["per_level"] == 1
+    assert d["vsp"] is None and d["generated"]["per_level"] == 1 and d["flags_from"] == "questions"
     assert d["episodes"] == {"levels": {str(lv): 1 for lv in LEVELS}, "total": 6, "starts": {"generated": 6}}
     check_consistent(d, 3)
+    # reward / termination from the read-out: the same imagination and read-out, kept from the step
+    assert main(["eval", "world-model", "--generated", "1", "--horizon", "3", "--policy", "optimal", "--model", str(chain[1]),
+                 "--json", str(out), "--quiet", "--device", "cpu", "--flags-from", "readout"]) == 0
+    r = json.loads(out.read_text())
+    assert r["flags_from"] == "readout"
+    check_consistent(r, 3)
+    for key in ("board", "board_invalid", "code_positions", "codes"):
+        assert r["all_depths"][key] == d["all_depths"][key]
     # the starts are the held-out stream's maps, deterministic and solvable
     starts = generated_start_states(1)
     assert [s.level for s in starts] == list(LEVELS) and all(s.map.solvable for s in starts)

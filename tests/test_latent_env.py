@@ -66,17 +66,18 @@ def test_sampling_depends_on_seed(world):
     assert not same(a, b)
 
 
-def test_pickling_mid_episode(world):
-    env = LatentUMVSPEnv(model=world, obs_type="tokens", temperature=1.0)
+@pytest.mark.parametrize("flags_from", ["questions", "readout"])
+def test_pickling_mid_episode(world, flags_from):
+    env = LatentUMVSPEnv(model=world, obs_type="tokens", temperature=1.0, flags_from=flags_from, readout=True)
     env.reset(seed=4)
     env.step(1)
     clone = pickle.loads(pickle.dumps(env))
     for a in (2, 0, 3):
         if env._last["terminated"]:
             break
-        o1, r1, t1, u1, _ = env.step(a)
-        o2, r2, t2, u2, _ = clone.step(a)
-        assert np.array_equal(o1, o2) and (r1, t1, u1) == (r2, t2, u2)
+        o1, r1, t1, u1, i1 = env.step(a)
+        o2, r2, t2, u2, i2 = clone.step(a)
+        assert np.array_equal(o1, o2) and (r1, t1, u1) == (r2, t2, u2) and i1["board"] == i2["board"]
 
 
 def test_render_modes_and_readout(world):

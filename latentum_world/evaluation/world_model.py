@@ -22,7 +22,8 @@ the goal or a hole is counted; every later one is not: the episode is over), thr
   individual codes.
 
 The imagination is timed (``LatentWorldModel.step`` only: the transition and its reward / termination
-answers, not the read-out nor the encoding of the real frames) and reported as transitions per second.
+answers, not the encoding of the real frames; the read-out only where it IS the reward / termination,
+``flags_from="readout"``) and reported as transitions per second.
 """
 
 from __future__ import annotations
@@ -241,7 +242,8 @@ class WorldModelResults:
         tps = self.transitions_per_second
         parts.append(f"imagination: {self.transitions} transitions in {self.seconds:.2f} s = "
                      f"{'-' if tps is None else f'{tps:.1f}'} transitions/s (batch {self.batch_size}, {self.device}; "
-                     "LatentWorldModel.step incl. reward/termination answers, excl. read-out)")
+                     f"LatentWorldModel.step incl. reward/termination from the {self.flags_from}"
+                     f"{', excl. read-out' if self.flags_from == 'questions' else ''})")
         return "\n\n".join(parts)
 
 
@@ -278,7 +280,7 @@ def rollout_batch(world_model, starts: list[StartState], first_index: int, resul
         real = [maps[i] for i in rows]
         _, real_codes = wm.encode(_images(real, [actions[i] for i in rows], config))
         idx = torch.tensor(rows, dtype=torch.long, device=wm.device)
-        if wm.flags_from == "readout":  # decoded in the step already
+        if getattr(wm, "flags_from", "questions") == "readout":  # decoded in the step already
             kept = wm.read_board()
             boards = [kept[i] for i in rows]
         else:

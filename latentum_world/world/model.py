@@ -26,6 +26,7 @@ from latentum_world.model.language import KVCache
 
 
 FLAG_SOURCES = ("questions", "readout")  # where reward and termination are read from (LatentWorldModel's flags_from)
+READOUT_TOKENS = 100  # the read-out's decoding budget (a level-8 table is about 90 tokens)
 
 
 @dataclass
@@ -94,10 +95,10 @@ class FlagQuestions:
         both = cache.select(torch.arange(b, device=self.device).repeat(2))
         q = torch.cat([self.questions[0][None].expand(b, -1), self.questions[1][None].expand(b, -1)])
         h = self._text(self.model, both, q)[:, -1]
-        out = []
-        for _ in range(self.interpretation_tokens + 1):  # the interpretation, then the verdict
-            out.append(self.model.lm_head(h).argmax(-1, keepdim=True))  # (2B, 1)
+        out = [self.model.lm_head(h).argmax(-1, keepdim=True)]  # (2B, 1) each: the interpretation, then the verdict
+        for _ in range(self.interpretation_tokens):
             h = self._text(self.model, both, out[-1])[:, -1]
+            out.append(self.model.lm_head(h).argmax(-1, keepdim=True))
         texts = [tokenizer.decode_text(row) for row in torch.cat(out, 1).tolist()]
         return list(zip(texts[:b], texts[b:]))
 
@@ -195,7 +196,7 @@ class LatentWorldModel:
         fresh = KVCache(self.model.config.num_layers)
         self._image(self.model, fresh, embeds)  # s_t+1 re-ingested by the understanding branch: the next context
         if self.flags_from == "readout":  # the model's own table read-out: "%" on the goal, "!" in a hole
-            boards = self.read_board(embeds)
+            boards = self._decode_boards(embeds, READOUT_TOKENS)
             p_goal = torch.tensor([float(b is not None and b.on_goal) for b in boards], device=self.device)
             p_hole = torch.tensor([float(b is not None and b.in_hole) for b in boards], device=self.device)
         else:
@@ -214,11 +215,12 @@ class LatentWorldModel:
         return self.flag_questions(state_embeds, cache)
 
     @torch.no_grad()
-    def read_board(self, state_embeds: torch.Tensor | None = None, max_new_tokens: int = 100) -> list[VSPMap | None]:
+    def read_board(self, state_embeds: torch.Tensor | None = None, max_new_tokens: int = READOUT_TOKENS) -> list[VSPMap | None]:
         """The model's VSP-table read-out of each state (``None`` where the text is not a valid board): of
-        ``state_embeds`` ``(B, P, d)``, or of the current states (decoded once per state and kept)."""
-        if state_embeds is not None:
-            return self._decode_boards(state_embeds, max_new_tokens)
+        ``state_embeds`` ``(B, P, d)``, or of the current states (decoded once per state and kept, with the
+        default ``max_new_tokens``)."""
+        if state_embeds is not None or max_new_tokens != READOUT_TOKENS:
+            return self._decode_boards(self.state_embeds if state_embeds is None else state_embeds, max_new_tokens)
         if self.codes is None:
             raise RuntimeError("call reset() first")
         missing = [i for i, b in enumerate(self._boards) if b is False]

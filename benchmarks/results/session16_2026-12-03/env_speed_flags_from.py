@@ -12,4 +12,4 @@ for n, steps in ((64, 30), (1, 60)):
         dt = time.perf_counter() - t0
         out[f"{n}_{flags}"] = n * steps / dt
         print(n, flags, round(n * steps / dt, 1), "env steps/s", flush=True)
-json.dump(out, open("/tmp/ro/speed.json", "w"), indent=1)
+json.dump(out, open("env_speed_flags_from.json", "w"), indent=1)
