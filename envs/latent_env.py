@@ -92,7 +92,8 @@ class LatentUMVSPEnv(gym.Env):
     :param flags_from: where reward and termination come from: ``"questions"`` (default: the understanding
         branch's yes/no answers about the imagined state) or ``"readout"`` (its whole-board read-out of it:
         fewer false terminations with a model that reads boards well, though it may miss more holes; 2-3x
-        slower per step; ``info["board"]`` then costs nothing extra).
+        slower per step; ``info["board"]`` then costs nothing extra) or ``"both"`` (the questions, each "Yes"
+        confirmed by the read-out of that state, decoded only then).
         See :class:`latentum_world.world.model.LatentWorldModel`.
     """
 

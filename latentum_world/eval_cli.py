@@ -196,7 +196,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"imagined steps per episode (default {DEFAULT_HORIZON})")
     w.add_argument("--policy", choices=WORLD_POLICIES, default="random",
                    help="actions, chosen on the real state: random, or optimal (BFS shortest path, then random); default random")
-    w.add_argument("--flags-from", choices=("questions", "readout"), default="questions",  # = world.model.FLAG_SOURCES (not imported: keeps --help fast)
+    w.add_argument("--flags-from", choices=("questions", "readout", "both"), default="questions",  # = world.model.FLAG_SOURCES (not imported: keeps --help fast)
                    help="reward / termination from the model's yes/no answers (default) or from its board read-out")
     w.add_argument("--temperature", type=float, metavar="T",
                    help="sample the imagined codes at temperature T from a generator seeded with --seed (default: greedy)")

@@ -167,15 +167,17 @@ def test_bundled_checkpoint_is_the_default_and_small():
     assert env.render().shape == (128, 128, 3)
 
 
-def test_readout_flags_follow_the_models_own_board():
+@pytest.mark.parametrize("flags_from", ["readout", "both"])
+def test_readout_flags_follow_the_models_own_board(flags_from):
     """``flags_from="readout"``: reward and termination are the bundled model's table read-out of each imagined
-    state (``%`` on the goal, ``!`` in a hole), and that read-out is kept for ``read_board()``."""
+    state (``%`` on the goal, ``!`` in a hole), and that read-out is kept for ``read_board()``. ``"both"``: a
+    "Yes" to a question stands only where that read-out agrees."""
     from envs.vsp.observation import model_renderer
     from latentum_world.world.loading import load_world_model
     from latentum_world.world.model import LatentWorldModel
 
     model, tok = load_world_model()
-    wm = LatentWorldModel(model, tok, flags_from="readout")
+    wm = LatentWorldModel(model, tok, flags_from=flags_from)
     # the player beside the goal (right) and a hole (down): R ends on the goal, D in the hole, L bumps
     maps = [VSPMap(3, player=(0, 0), goal=(0, 1), holes=frozenset({(1, 0)}))] * 3
     maps.append(VSPMap(4, player=(2, 2), goal=(3, 3), holes=frozenset({(0, 0)})))
@@ -183,9 +185,14 @@ def test_readout_flags_follow_the_models_own_board():
     wm.reset(torch.from_numpy(images))
     out = wm.step(torch.tensor([2, 1, 0, 3]))
     kept, fresh = wm.read_board(), wm.read_board(wm.state_embeds)
-    assert kept == fresh  # decoded once in the step, the same as decoding again
-    assert out.reward.tolist() == [float(b is not None and b.on_goal) for b in kept]
-    assert out.terminated.tolist() == [b is not None and (b.on_goal or b.in_hole) for b in kept]
+    assert kept == fresh  # decoded once in the step (or on demand), the same as decoding again
+    said_goal = [b is not None and b.on_goal for b in kept]
+    said_hole = [b is not None and b.in_hole for b in kept]
+    if flags_from == "both":  # a question's Yes and the read-out must agree
+        said_goal = [s and p > 0.5 for s, p in zip(said_goal, out.p_goal.tolist())]
+        said_hole = [s and p > 0.5 for s, p in zip(said_hole, out.p_hole.tolist())]
+    said_end = [g or h for g, h in zip(said_goal, said_hole)]
+    assert out.reward.tolist() == [float(s) for s in said_goal] and out.terminated.tolist() == said_end
     assert out.terminated.tolist() == [True, True, False, False] and out.reward.tolist() == [1.0, 0.0, 0.0, 0.0]
     with pytest.raises(ValueError, match="flags_from"):
         LatentWorldModel(model, tok, flags_from="pixels")

@@ -25,14 +25,14 @@ from latentum_world.model.generation import generate_state, image_block_ids
 from latentum_world.model.language import KVCache
 
 
-FLAG_SOURCES = ("questions", "readout")  # where reward and termination are read from (LatentWorldModel's flags_from)
+FLAG_SOURCES = ("questions", "readout", "both")  # where reward and termination are read from (LatentWorldModel's flags_from)
 READOUT_TOKENS = 100  # the read-out's decoding budget (a level-8 table is about 90 tokens)
 
 
 @dataclass
 class WorldStep:
     codes: torch.Tensor  # (B, P, K) imagined next-state codes
-    reward: torch.Tensor  # (B,) float: 1 where the model says the player is on the goal
+    reward: torch.Tensor  # (B,) float: 1 where the model says the player is on the goal (see ``flags_from``)
     terminated: torch.Tensor  # (B,) bool: on the goal or in a hole, by the model's answers
     p_goal: torch.Tensor  # (B,) the model's probability of "Yes" to "Is the player on the goal?" (readout: 0 or 1)
     p_hole: torch.Tensor  # (B,) ... "Is the player in a hole?"
@@ -113,7 +113,9 @@ class LatentWorldModel:
         player in a hole?" (a few tokens per step). ``"readout"``: its whole-board read-out as VSP table
         text (about 90 greedily decoded tokens per step, several times slower): the player on the goal
         (``%``) gives reward 1 and ends the episode, the player in a hole (``!``) ends it, and a read-out
-        that is not a valid board does neither. The read-out is kept for :meth:`read_board`.
+        that is not a valid board does neither. ``"both"``: the questions, and each "Yes" stands only if the
+        read-out of that state agrees (the read-out is decoded only for the rows with a "Yes", so it costs
+        little). Read-outs decoded in a step are kept for :meth:`read_board`.
     """
 
     def __init__(self, model, tokenizer, sampling: Sampling | None = None, compile: bool = False,
@@ -195,18 +197,29 @@ class LatentWorldModel:
         embeds = self.model.project_latents(codes)
         fresh = KVCache(self.model.config.num_layers)
         self._image(self.model, fresh, embeds)  # s_t+1 re-ingested by the understanding branch: the next context
+        n = len(codes)
+        boards: list = [False] * n  # read-outs decoded in this step (False: not decoded)
         if self.flags_from == "readout":  # the model's own table read-out: "%" on the goal, "!" in a hole
             boards = self._decode_boards(embeds, READOUT_TOKENS)
             p_goal = torch.tensor([float(b is not None and b.on_goal) for b in boards], device=self.device)
             p_hole = torch.tensor([float(b is not None and b.in_hole) for b in boards], device=self.device)
+            goal, hole = p_goal > 0.5, p_hole > 0.5
         else:
             p_goal, p_hole = self.answer_flags(embeds, fresh)
+            goal, hole = p_goal > 0.5, p_hole > 0.5
+            if self.flags_from == "both":  # every Yes must be confirmed by the read-out (decoded for those rows only)
+                asked = torch.nonzero(goal | hole).flatten()
+                if len(asked):
+                    for i, b in zip(asked.tolist(), self._decode_boards(embeds[asked], READOUT_TOKENS)):
+                        boards[i] = b
+                said_goal = torch.tensor([b is not False and b is not None and b.on_goal for b in boards], device=self.device)
+                said_hole = torch.tensor([b is not False and b is not None and b.in_hole for b in boards], device=self.device)
+                goal, hole = goal & said_goal, hole & said_hole
         self._set_state(embeds, codes, rows, fresh)
-        if self.flags_from == "readout":  # kept: the env's info["board"] is the same read-out
-            for r, b in zip(range(len(boards)) if rows is None else rows.tolist(), boards):
+        for r, b in zip(range(n) if rows is None else rows.tolist(), boards):  # kept for read_board()
+            if b is not False:
                 self._boards[r] = b
-        terminated = (p_goal > 0.5) | (p_hole > 0.5)
-        return WorldStep(codes, (p_goal > 0.5).float(), terminated, p_goal, p_hole)
+        return WorldStep(codes, goal.float(), goal | hole, p_goal, p_hole)
 
     @torch.no_grad()
     def answer_flags(self, state_embeds: torch.Tensor, cache: KVCache | None = None) -> tuple[torch.Tensor, torch.Tensor]:
