@@ -18,7 +18,7 @@ the env's did not: split by goal / hole) and ``steps_after_early_end`` (real ste
 all three measures because the env had already ended the episode).
 
     python benchmarks/env_agreement.py [--model DIR] [--maps 500] [--horizon 16] [--num-envs 100]
-        [--seed 20261123] [--examples N] [--flags-from questions|readout] [--out benchmarks/results/env_agreement.json]
+        [--seed 20261123] [--examples N] [--flags-from questions|readout|both] [--out benchmarks/results/env_agreement.json]
 
 ``--examples N`` keeps the first N false terminations in full (``false_termination_examples``).
 """
@@ -34,11 +34,11 @@ from tqdm import tqdm
 
 import latentum_world  # noqa: F401  (registers the env ids)
 from latentum_world.evaluation import write_json
-from latentum_world.world.model import FLAG_SOURCES
+from latentum_world.world.model import DEFAULT_FLAG_SOURCE, FLAG_SOURCES
 
 
 def run(model: str | None, maps: int, horizon: int, num_envs: int, seed: int, quiet: bool = False,
-        max_examples: int = 0, flags_from: str = "questions") -> dict:
+        max_examples: int = 0, flags_from: str = DEFAULT_FLAG_SOURCE) -> dict:
     if maps % num_envs:
         raise ValueError(f"--maps ({maps}) must be a multiple of --num-envs ({num_envs})")
     env = gym.make_vec("LatentUM-VSP-v0", num_envs=num_envs, vectorization_mode="vector_entry_point", model=model,
@@ -140,8 +140,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=20261123)
     ap.add_argument("--out", default="benchmarks/results/env_agreement.json")
     ap.add_argument("--examples", type=int, default=0, help="keep the first N false terminations in full")
-    ap.add_argument("--flags-from", choices=FLAG_SOURCES, default="questions",
-                    help="the env's reward / termination: the yes/no questions (default) or the model's board read-out")
+    ap.add_argument("--flags-from", choices=FLAG_SOURCES, default=DEFAULT_FLAG_SOURCE,
+                    help="the env's reward / termination: the yes/no questions, the model's board read-out, or both "
+                         "(each Yes confirmed by the read-out; the env's default)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     result = run(args.model, args.maps, args.horizon, args.num_envs, args.seed, args.quiet, args.examples, args.flags_from)

@@ -16,8 +16,8 @@ imagined latents (no pixels), says whether the player is on the goal or in a hol
   (a Box, not MultiDiscrete, so SB3 feeds them as numbers instead of one-hot encoding them).
 
 ## Rewards
-1 when the model says the player is on the goal, else 0 (by its yes/no answer, or with
-``flags_from="readout"`` by its board read-out).
+1 when the model says the player is on the goal, else 0 (by default its yes/no answer confirmed by its
+board read-out; see ``flags_from``).
 
 ## Episode end
 Terminated when the model says the player is on the goal or in a hole; truncated after
@@ -51,7 +51,7 @@ from envs.vsp.maze_env import start_map
 from envs.vsp.observation import model_renderer
 from latentum_world.model.depth_head import Sampling
 from latentum_world.world.loading import load_world_model
-from latentum_world.world.model import FLAG_SOURCES, LatentWorldModel
+from latentum_world.world.model import DEFAULT_FLAG_SOURCE, FLAG_SOURCES, LatentWorldModel
 
 OBS_TYPES = ("latent", "tokens")
 
@@ -89,11 +89,10 @@ class LatentUMVSPEnv(gym.Env):
     :param compile: run the imagination loop through ``torch.compile`` (:mod:`latentum_world.model.compiled`):
         about 3x the steps per second at one env on a 2-core CPU, after a compile warm-up in the first
         steps (about 90 s with an empty Inductor cache); needs a C++ compiler.
-    :param flags_from: where reward and termination come from: ``"questions"`` (default: the understanding
-        branch's yes/no answers about the imagined state) or ``"readout"`` (its whole-board read-out of it:
-        fewer false terminations with a model that reads boards well, though it may miss more holes; 2-3x
-        slower per step; ``info["board"]`` then costs nothing extra) or ``"both"`` (the questions, each "Yes"
-        confirmed by the read-out of that state, decoded only then).
+    :param flags_from: where reward and termination come from: ``"both"`` (default: the understanding
+        branch's yes/no answers about the imagined state, each "Yes" confirmed by its whole-board read-out
+        of that state, decoded only then), ``"questions"`` (the answers alone: fastest, about 2x the steps
+        per second at 64 envs, more false terminations) or ``"readout"`` (the read-out alone, every step).
         See :class:`latentum_world.world.model.LatentWorldModel`.
     """
 
@@ -102,7 +101,7 @@ class LatentUMVSPEnv(gym.Env):
     def __init__(self, model: str | None = None, levels=LEVELS, obs_type: str = "latent", temperature: float = 0.0,
                  top_k: int | None = None, top_p: float | None = None, max_episode_steps: int | None = 32,
                  readout: bool = False, hole_prob: float = 0.2, device: str = "cpu", render_mode: str | None = None,
-                 compile: bool = False, flags_from: str = "questions"):
+                 compile: bool = False, flags_from: str = DEFAULT_FLAG_SOURCE):
         levels = (levels,) if isinstance(levels, (int, np.integer)) else tuple(levels)
         if not levels or any(lv not in LEVELS for lv in levels):
             raise ValueError(f"levels must be a non-empty subset of {LEVELS}, got {levels!r}")

@@ -23,7 +23,7 @@ from envs.vsp.observation import model_renderer
 from envs.latent_env import OBS_TYPES, codes_to_obs, latent_space
 from latentum_world.model.depth_head import Sampling
 from latentum_world.world.loading import load_world_model
-from latentum_world.world.model import FLAG_SOURCES, LatentWorldModel
+from latentum_world.world.model import DEFAULT_FLAG_SOURCE, FLAG_SOURCES, LatentWorldModel
 
 
 class LatentUMVSPVectorEnv(VectorEnv):
@@ -35,7 +35,7 @@ class LatentUMVSPVectorEnv(VectorEnv):
                  temperature: float = 0.0, top_k: int | None = None, top_p: float | None = None,
                  max_episode_steps: int | None = 32, hole_prob: float = 0.2, device: str = "cpu",
                  render_mode: str | None = None, readout: bool = False, compile: bool = False,
-                 flags_from: str = "questions"):
+                 flags_from: str = DEFAULT_FLAG_SOURCE):
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         if obs_type not in OBS_TYPES:

@@ -16,6 +16,9 @@ DEFAULT_GENERATED = 100
 WORLD_POLICIES = ("random", "optimal")
 DEFAULT_HORIZON = 16
 DEFAULT_BATCH_SIZE = 64
+# ... and of latentum_world.world.model's.
+FLAG_SOURCES = ("questions", "readout", "both")
+DEFAULT_FLAG_SOURCE = "both"
 
 #: What to train when no model is found, per command.
 PERCEPTION_TRAINING = ("`latentum-world train vlm` then `latentum-world train mbaq` (the final model is written to "
@@ -196,8 +199,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"imagined steps per episode (default {DEFAULT_HORIZON})")
     w.add_argument("--policy", choices=WORLD_POLICIES, default="random",
                    help="actions, chosen on the real state: random, or optimal (BFS shortest path, then random); default random")
-    w.add_argument("--flags-from", choices=("questions", "readout", "both"), default="questions",  # = world.model.FLAG_SOURCES (not imported: keeps --help fast)
-                   help="reward / termination from the model's yes/no answers (default) or from its board read-out")
+    w.add_argument("--flags-from", choices=FLAG_SOURCES, default=DEFAULT_FLAG_SOURCE,
+                   help="where reward / termination come from: the model's yes/no answers, its board read-out, or "
+                        "both (each Yes confirmed by the read-out; the default)")
     w.add_argument("--temperature", type=float, metavar="T",
                    help="sample the imagined codes at temperature T from a generator seeded with --seed (default: greedy)")
     w.add_argument("--seed", type=int, default=DEFAULT_SEED,

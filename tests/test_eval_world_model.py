@@ -105,6 +105,9 @@ def test_help_and_mirrored_defaults(capsys):
     assert eval_cli.DEFAULT_HORIZON == wmeval.DEFAULT_HORIZON
     assert eval_cli.DEFAULT_BATCH_SIZE == wmeval.DEFAULT_BATCH_SIZE
     assert eval_cli.DEFAULT_SEED == wmeval.DEFAULT_SEED and eval_cli.DEFAULT_GENERATED == wmeval.DEFAULT_GENERATED
+    from latentum_world.world import model as world_model
+
+    assert eval_cli.FLAG_SOURCES == world_model.FLAG_SOURCES and eval_cli.DEFAULT_FLAG_SOURCE == world_model.DEFAULT_FLAG_SOURCE
 
 
 def check_consistent(d: dict, horizon: int) -> None:
@@ -153,7 +156,7 @@ def test_cli_generated_optimal(chain, tmp_path):
     assert main(["eval", "world-model", "--generated", "1", "--horizon", "3", "--policy", "optimal", "--model", str(chain[1]),
                  "--json", str(out), "--quiet", "--device", "cpu"]) == 0
     d = json.loads(out.read_text())
-    assert d["vsp"] is None and d["generated"]["per_level"] == 1 and d["flags_from"] == "questions"
+    assert d["vsp"] is None and d["generated"]["per_level"] == 1 and d["flags_from"] == "both"
     assert d["episodes"] == {"levels": {str(lv): 1 for lv in LEVELS}, "total": 6, "starts": {"generated": 6}}
     check_consistent(d, 3)
     # reward / termination from the read-out: the same imagination and read-out, kept from the step

@@ -3,8 +3,8 @@
 ``reset(images)`` encodes real first frames; ``step(actions)`` appends each action as text after the
 current state, lets the MoME generation branch imagine the next state's codes, rolls the cache back
 and re-ingests them through the understanding branch, then asks the understanding branch whether
-the player is on the goal or in a hole. Reward and termination are those answers, never the
-simulator's. The context is Markov: the cache holds ``<img> s_t </img>`` per row (the real first frame
+the player is on the goal or in a hole (by default each "Yes" confirmed by its board read-out:
+``flags_from``). Reward and termination are those answers, never the simulator's. The context is Markov: the cache holds ``<img> s_t </img>`` per row (the real first frame
 as continuous features, imagined states as ``visual_projector(z_q)``), every row the same length, so a
 step appends only the action, the state re-ingested for the questions is the next step's context,
 and a batch row can be reset on its own.
@@ -26,6 +26,7 @@ from latentum_world.model.language import KVCache
 
 
 FLAG_SOURCES = ("questions", "readout", "both")  # where reward and termination are read from (LatentWorldModel's flags_from)
+DEFAULT_FLAG_SOURCE = "both"
 READOUT_TOKENS = 100  # the read-out's decoding budget (a level-8 table is about 90 tokens)
 
 
@@ -108,18 +109,18 @@ class LatentWorldModel:
     run the imagination loop through ``torch.compile`` (:mod:`latentum_world.model.compiled`: faster steps
     after a compile warm-up at each new batch size).
 
-    :param flags_from: where reward and termination come from, both the understanding branch reading the
-        imagined state. ``"questions"`` (default): its P(Yes) to "Is the player on the goal?" and "Is the
-        player in a hole?" (a few tokens per step). ``"readout"``: its whole-board read-out as VSP table
-        text (about 90 greedily decoded tokens per step, several times slower): the player on the goal
-        (``%``) gives reward 1 and ends the episode, the player in a hole (``!``) ends it, and a read-out
-        that is not a valid board does neither. ``"both"``: the questions, and each "Yes" stands only if the
-        read-out of that state agrees (the read-out is decoded only for the rows with a "Yes", so it costs
-        little). Read-outs decoded in a step are kept for :meth:`read_board`.
+    :param flags_from: where reward and termination come from, always the understanding branch reading the
+        imagined state. ``"questions"``: its P(Yes) to "Is the player on the goal?" and "Is the player in a
+        hole?" (a few tokens per step; the fastest). ``"readout"``: its whole-board read-out as VSP table
+        text (about 90 greedily decoded tokens per step, 2-3x slower): the player on the goal (``%``) gives
+        reward 1 and ends the episode, the player in a hole (``!``) ends it, and a read-out that is not a
+        valid board does neither. ``"both"`` (default): the questions, and each "Yes" stands only where the
+        read-out of that state agrees; the read-out is decoded only for the rows with a "Yes" (about 10 %
+        slower at one env, 2x at 64). Read-outs decoded in a step are kept for :meth:`read_board`.
     """
 
     def __init__(self, model, tokenizer, sampling: Sampling | None = None, compile: bool = False,
-                 flags_from: str = "questions"):
+                 flags_from: str = DEFAULT_FLAG_SOURCE):
         if not model.config.generation_branch:
             raise ValueError("this checkpoint has no generation branch (train the gen and world stages)")
         if flags_from not in FLAG_SOURCES:
