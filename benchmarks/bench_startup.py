@@ -15,12 +15,13 @@ import platform
 import subprocess
 import sys
 
+from latentum_world.evaluation import write_json
+
 SNIPPET = """
 import time
 t0 = time.perf_counter()
 import gymnasium as gym
 import latentum_world
-from latentum_world.evaluation import write_json
 t1 = time.perf_counter()
 kwargs = {} if MODEL is None else {"model": MODEL}
 env = gym.make("LatentUM-VSP-v0", **kwargs)

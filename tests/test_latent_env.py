@@ -171,7 +171,7 @@ def test_bundled_checkpoint_is_the_default_and_small():
 def test_readout_flags_follow_the_models_own_board(flags_from):
     """``flags_from="readout"``: reward and termination are the bundled model's table read-out of each imagined
     state (``%`` on the goal, ``!`` in a hole), and that read-out is kept for ``read_board()``. ``"both"``: a
-    "Yes" to a question stands only where that read-out agrees."""
+    "Yes" to a question stands only where the player's piece in that read-out agrees."""
     from envs.vsp.observation import model_renderer
     from latentum_world.world.loading import load_world_model
     from latentum_world.world.model import LatentWorldModel
@@ -186,6 +186,10 @@ def test_readout_flags_follow_the_models_own_board(flags_from):
     out = wm.step(torch.tensor([2, 1, 0, 3]))
     kept, fresh = wm.read_board(), wm.read_board(wm.state_embeds)
     assert kept == fresh  # decoded once in the step (or on demand), the same as decoding again
+    assert None not in kept  # (so the expectations below are well defined)
+    # the early-stopping decode that confirms a Yes finds the player's piece of the same read-out
+    assert wm._player_pieces(wm.state_embeds) == [{(True, False): "%", (False, True): "!"}.get((b.on_goal, b.in_hole), "@")
+                                                  for b in kept]
     said_goal = [b is not None and b.on_goal for b in kept]
     said_hole = [b is not None and b.in_hole for b in kept]
     if flags_from == "both":  # a question's Yes and the read-out must agree

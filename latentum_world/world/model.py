@@ -115,8 +115,9 @@ class LatentWorldModel:
         text (about 90 greedily decoded tokens per step, 2-3x slower): the player on the goal (``%``) gives
         reward 1 and ends the episode, the player in a hole (``!``) ends it, and a read-out that is not a
         valid board does neither. ``"both"`` (default): the questions, and each "Yes" stands only where the
-        read-out of that state agrees; the read-out is decoded only for the rows with a "Yes" (about 10 %
-        slower at one env, 2x at 64). Read-outs decoded in a step are kept for :meth:`read_board`.
+        read-out of that state agrees: its player piece is ``%`` (goal) or ``!`` (hole). The read-out is
+        decoded only for the rows with a "Yes", and only up to the player's piece. Full read-outs decoded
+        in a step (``"readout"``) are kept for :meth:`read_board`.
     """
 
     def __init__(self, model, tokenizer, sampling: Sampling | None = None, compile: bool = False,
@@ -135,6 +136,8 @@ class LatentWorldModel:
         self.flag_questions = FlagQuestions(model, tokenizer, self.compiled)
         self._text, self._image = ingest_functions(self.compiled)
         self.table_prompt = torch.tensor(tokenizer.encode_text(table_question(VSPMap(3, (0, 0), (1, 1)))[0]), device=self.device)
+        # the read-out's player pieces (" @ |", " % |", " ! |": one token each) -> their symbol
+        self.player_piece_ids = {tokenizer.convert_tokens_to_ids(f" {sym} |"): sym for sym in "@%!"}
         self.positions, self.num_codebooks = c.latent_positions, c.num_codebooks
         self.state_embeds: torch.Tensor | None = None  # (B, P, d): what the current state's image slots hold
         self.codes: torch.Tensor | None = None  # (B, P, K)
@@ -208,14 +211,14 @@ class LatentWorldModel:
         else:
             p_goal, p_hole = self.answer_flags(embeds, fresh)
             goal, hole = p_goal > 0.5, p_hole > 0.5
-            if self.flags_from == "both":  # every Yes must be confirmed by the read-out (decoded for those rows only)
+            if self.flags_from == "both":  # every Yes must be confirmed by the read-out (for those rows only)
                 asked = torch.nonzero(goal | hole).flatten()
+                pieces = [None] * n
                 if len(asked):
-                    for i, b in zip(asked.tolist(), self._decode_boards(embeds[asked], READOUT_TOKENS)):
-                        boards[i] = b
-                said_goal = torch.tensor([b is not False and b is not None and b.on_goal for b in boards], device=self.device)
-                said_hole = torch.tensor([b is not False and b is not None and b.in_hole for b in boards], device=self.device)
-                goal, hole = goal & said_goal, hole & said_hole
+                    for i, p in zip(asked.tolist(), self._player_pieces(embeds[asked])):
+                        pieces[i] = p
+                goal = goal & torch.tensor([p == "%" for p in pieces], device=self.device)
+                hole = hole & torch.tensor([p == "!" for p in pieces], device=self.device)
         self._set_state(embeds, codes, rows, fresh)
         for r, b in zip(range(n) if rows is None else rows.tolist(), boards):  # kept for read_board()
             if b is not False:
@@ -243,6 +246,31 @@ class LatentWorldModel:
             for i, b in zip(missing, self._decode_boards(self.state_embeds[rows], max_new_tokens)):
                 self._boards[i] = b
         return list(self._boards)
+
+    @torch.no_grad()
+    def _player_pieces(self, embeds: torch.Tensor) -> list[str | None]:
+        """The player's symbol (``@``, ``%`` or ``!``) in the model's table read-out of each state ``(n, P, d)``,
+        decoding greedily only until every row has written it (``None``: the read-out ended, or ran out of
+        budget, without one). The same text as :meth:`read_board`'s up to that token; through the compiled
+        ingest functions when the model was built with ``compile=True``."""
+        n = embeds.shape[0]
+        cache = KVCache(self.model.config.num_layers)
+        self._image(self.model, cache, embeds)
+        h = self._text(self.model, cache, self.table_prompt[None].expand(n, -1))[:, -1]  # (n, d)
+        found: list[str | None] = [None] * n
+        pending = torch.ones(n, dtype=torch.bool, device=self.device)
+        for _ in range(READOUT_TOKENS):
+            nxt = self.model.lm_head(h).argmax(-1)  # (n,)
+            for i in torch.nonzero(pending).flatten().tolist():
+                t = int(nxt[i])
+                if t in self.player_piece_ids:
+                    found[i], pending[i] = self.player_piece_ids[t], False
+                elif t == self.model.config.eos_token_id:
+                    pending[i] = False
+            if not bool(pending.any()):
+                break
+            h = self._text(self.model, cache, nxt[:, None])[:, -1]
+        return found
 
     def _decode_boards(self, embeds: torch.Tensor, max_new_tokens: int) -> list[VSPMap | None]:
         b = embeds.shape[0]
