@@ -70,32 +70,32 @@ class FlagQuestions:
         """P(Yes) ``(B,)`` to the goal and to the hole question about slot embeddings ``(B, P, d)`` (``cache``:
         their ``<img> ... </img>`` ingest, if already done; it is not modified)."""
         b = state_embeds.shape[0]
+        both, h = self._ask(state_embeds, cache)
+        for _ in range(self.interpretation_tokens):  # the player's cell, greedily: (2B, 1) per token
+            h = self._text(self.model, both, self.model.lm_head(h).argmax(-1, keepdim=True))[:, -1]
+        yn = self.model.lm_head(h)[:, [self.yes, self.no]].softmax(-1)[:, 0]  # (2B,) P(Yes)
+        return yn[:b], yn[b:]
+
+    def _ask(self, state_embeds: torch.Tensor, cache: KVCache | None) -> tuple[KVCache, torch.Tensor]:
+        """Both questions after each state: the ``2B``-row cache (B goal questions, then B hole questions) and
+        the hidden state ``(2B, d)`` after each question's last token. ``cache`` (the states' ingest) is not modified."""
+        b = state_embeds.shape[0]
         if cache is None:
             cache = KVCache(self.model.config.num_layers)
             self._image(self.model, cache, state_embeds)
         cache = cache.clone()
         if len(self.question_prefix):
             self._text(self.model, cache, self.question_prefix[None].expand(b, -1))  # the questions' common start, once
-        both = cache.select(torch.arange(b, device=self.device).repeat(2))  # rows: B goal questions, then B hole questions
+        both = cache.select(torch.arange(b, device=self.device).repeat(2))
         q = torch.cat([self.questions[0][None].expand(b, -1), self.questions[1][None].expand(b, -1)])  # same length
-        h = self._text(self.model, both, q)[:, -1]  # (2B, d)
-        for _ in range(self.interpretation_tokens):  # the player's cell, greedily: (2B, 1) per token
-            h = self._text(self.model, both, self.model.lm_head(h).argmax(-1, keepdim=True))[:, -1]
-        yn = self.model.lm_head(h)[:, [self.yes, self.no]].softmax(-1)[:, 0]  # (2B,) P(Yes)
-        return yn[:b], yn[b:]
+        return both, self._text(self.model, both, q)[:, -1]
 
     @torch.no_grad()
     def answers(self, state_embeds: torch.Tensor, tokenizer) -> list[tuple[str, str]]:
         """The greedy answer texts ``(goal answer, hole answer)`` per state ``(B, P, d)``, interpretation
         included (e.g. ``3,2 ! | Yes``): what the model says, for diagnosing a wrong flag."""
         b = state_embeds.shape[0]
-        cache = KVCache(self.model.config.num_layers)
-        self._image(self.model, cache, state_embeds)
-        if len(self.question_prefix):
-            self._text(self.model, cache, self.question_prefix[None].expand(b, -1))
-        both = cache.select(torch.arange(b, device=self.device).repeat(2))
-        q = torch.cat([self.questions[0][None].expand(b, -1), self.questions[1][None].expand(b, -1)])
-        h = self._text(self.model, both, q)[:, -1]
+        both, h = self._ask(state_embeds, None)
         out = [self.model.lm_head(h).argmax(-1, keepdim=True)]  # (2B, 1) each: the interpretation, then the verdict
         for _ in range(self.interpretation_tokens):
             h = self._text(self.model, both, out[-1])[:, -1]
@@ -201,27 +201,24 @@ class LatentWorldModel:
         embeds = self.model.project_latents(codes)
         fresh = KVCache(self.model.config.num_layers)
         self._image(self.model, fresh, embeds)  # s_t+1 re-ingested by the understanding branch: the next context
-        n = len(codes)
-        boards: list = [False] * n  # read-outs decoded in this step (False: not decoded)
+        boards = None
         if self.flags_from == "readout":  # the model's own table read-out: "%" on the goal, "!" in a hole
             boards = self._decode_boards(embeds, READOUT_TOKENS)
             p_goal = torch.tensor([float(b is not None and b.on_goal) for b in boards], device=self.device)
             p_hole = torch.tensor([float(b is not None and b.in_hole) for b in boards], device=self.device)
-            goal, hole = p_goal > 0.5, p_hole > 0.5
         else:
             p_goal, p_hole = self.answer_flags(embeds, fresh)
-            goal, hole = p_goal > 0.5, p_hole > 0.5
-            if self.flags_from == "both":  # every Yes must be confirmed by the read-out (for those rows only)
-                asked = torch.nonzero(goal | hole).flatten()
-                pieces = [None] * n
-                if len(asked):
-                    for i, p in zip(asked.tolist(), self._player_pieces(embeds[asked])):
-                        pieces[i] = p
-                goal = goal & torch.tensor([p == "%" for p in pieces], device=self.device)
-                hole = hole & torch.tensor([p == "!" for p in pieces], device=self.device)
+        goal, hole = p_goal > 0.5, p_hole > 0.5
+        if self.flags_from == "both":  # every Yes must be confirmed by the read-out's player piece (those rows only)
+            asked = torch.nonzero(goal | hole).flatten()
+            pieces = [None] * len(codes)
+            for i, piece in zip(asked.tolist(), self._player_pieces(embeds[asked]) if len(asked) else []):
+                pieces[i] = piece
+            goal = goal & torch.tensor([p == "%" for p in pieces], device=self.device)
+            hole = hole & torch.tensor([p == "!" for p in pieces], device=self.device)
         self._set_state(embeds, codes, rows, fresh)
-        for r, b in zip(range(n) if rows is None else rows.tolist(), boards):  # kept for read_board()
-            if b is not False:
+        if boards is not None:  # kept: the env's info["board"] is the same read-out
+            for r, b in zip(range(len(codes)) if rows is None else rows.tolist(), boards):
                 self._boards[r] = b
         return WorldStep(codes, goal.float(), goal | hole, p_goal, p_hole)
 
