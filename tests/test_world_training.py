@@ -137,6 +137,55 @@ def test_decoder_stage_feature_loss_reaches_only_the_decoder(mbaq_model, tmp_pat
     assert all(p.grad is None for p in stage.world.parameters())  # the model stays frozen
 
 
+def test_decoder_readout_loss_reaches_only_the_decoder(mbaq_model, tmp_path):
+    cfg = compose_config("decoder", FAST + [f"out_dir={tmp_path}", f"init_from={mbaq_model}", "stage.batch_size=2",
+                                            "stage.feature_weight=0", "stage.readout_weight=1.0", "stage.readout_from_step=0"])
+    stage = STAGES["decoder"](cfg)
+    decoder, _ = stage.build(None)
+    batch = stage.batch(0, 0)
+    assert (batch["labels"] != -100).any()  # the board read-out's answer tokens
+    loss, metrics = stage.compute_loss(decoder, decoder, batch)
+    loss.backward()
+    assert metrics["losses/readout_kl"] > 0 and "losses/feature" not in metrics
+    torch.testing.assert_close(loss.item(), metrics["losses/mse"] + metrics["losses/readout_kl"], rtol=1e-5, atol=1e-7)
+    assert all(p.grad is not None for p in decoder.parameters())
+    assert all(p.grad is None for p in stage.world.parameters())  # the model stays frozen
+    early = STAGES["decoder"](compose_config("decoder", FAST + [f"init_from={mbaq_model}", "stage.readout_weight=1.0",
+                                                                "stage.readout_from_step=5"]))
+    early.build(None)
+    assert "losses/readout_kl" not in early.compute_loss(decoder, decoder, early.batch(4, 0))[1]
+    assert "losses/readout_kl" in early.compute_loss(decoder, decoder, early.batch(5, 0))[1]
+
+
+def test_decoder_fine_tunes_from_a_given_decoder(mbaq_model, tmp_path):
+    first = train("decoder", FAST + [f"out_dir={tmp_path / 'a'}", f"init_from={mbaq_model}", "stage.steps=1", "stage.batch_size=2"])
+    cfg = compose_config("decoder", FAST + [f"init_from={mbaq_model}", f"stage.decoder_from={first}"])
+    decoder, _ = STAGES["decoder"](cfg).build(None)
+    saved = load_file(str(first / "model.safetensors"))
+    assert saved and all(torch.equal(v, decoder.state_dict()[k]) for k, v in saved.items())
+    bad = compose_config("decoder", FAST + [f"init_from={mbaq_model}", f"stage.decoder_from={tmp_path / 'none'}"])
+    with pytest.raises(FileNotFoundError, match="no pixel decoder"):
+        STAGES["decoder"](bad).build(None)
+
+
+def test_decoder_context_layers_let_a_position_see_the_others():
+    from latentum_world.world.decoder import PixelDecoder, PixelDecoderConfig
+
+    torch.manual_seed(0)
+    z = torch.randn(1, 16, 8)
+    z2 = z.clone()
+    z2[0, 0] += 3.0  # the top-left position's codes
+    for layers, far_changes in ((0, False), (1, True)):
+        dec = PixelDecoder(PixelDecoderConfig(code_dim=8, grid_side=4, image_size=32, channels=[8, 8, 8], context_layers=layers)).eval()
+        grids = []
+        dec.blocks[0].register_forward_hook(lambda mod, inp, out: grids.append(inp[0]))  # (1, C, 4, 4) before upsampling
+        with torch.no_grad():
+            dec(z), dec(z2)
+        a, b = grids
+        assert not torch.equal(a[..., 0, 0], b[..., 0, 0])  # its own grid cell always changes
+        assert (not torch.equal(a[..., 1:, 1:], b[..., 1:, 1:])) == far_changes  # the others: only through attention
+
+
 def test_decoder_feature_loss_starts_at_feature_from_step(mbaq_model, tmp_path):
     cfg = compose_config("decoder", FAST + [f"out_dir={tmp_path}", f"init_from={mbaq_model}", "stage.batch_size=2",
                                             "stage.feature_weight=0.05", "stage.feature_from_step=3"])

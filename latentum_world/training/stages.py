@@ -27,6 +27,18 @@ from latentum_world.tokenizer import LatentUMTokenizer, build_tokenizer
 EVAL_SEED = 987_654_321
 
 
+def answer_kl(teacher: torch.Tensor, student: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """KL(teacher || student) of the next-token distributions at answer tokens, averaged over those tokens.
+
+    :param teacher: ``(B, T, V)`` logits (no gradient needed); :param student: ``(B, T, V)`` logits;
+    :param labels: ``(B, T)``, -100 outside the answers (as :func:`collate` makes them).
+    """
+    answer_pos = labels[:, 1:] != -100  # (B, T-1): positions whose next token is an answer token
+    t = F.log_softmax(teacher[:, :-1][answer_pos], dim=-1)  # (N, V)
+    s = F.log_softmax(student[:, :-1][answer_pos], dim=-1)  # (N, V)
+    return F.kl_div(s, t, log_target=True, reduction="batchmean")
+
+
 def load_model(path: str | Path) -> tuple[LatentUMModel, LatentUMTokenizer]:
     """A trained model directory (``save_pretrained`` output) and its tokenizer."""
     path = Path(path)
@@ -196,10 +208,7 @@ class MBAQStage(UnderstandingStage):
         with torch.no_grad():
             teacher = model(**kw, features="continuous").logits  # (B, T, V)
         student_out = wrapped(**kw, features="quantized")
-        answer_pos = batch["labels"][:, 1:] != -100  # (B, T-1): positions whose next token is an answer token
-        t = F.log_softmax(teacher[:, :-1][answer_pos], dim=-1)  # (N, V)
-        s = F.log_softmax(student_out.logits[:, :-1][answer_pos], dim=-1)  # (N, V)
-        kl = F.kl_div(s, t, log_target=True, reduction="batchmean")
+        kl = answer_kl(teacher, student_out.logits, batch["labels"])
         vq = student_out.quantizer.loss
         self._last_indices = student_out.quantizer.indices.detach()
         return kl + self.sc.vq_weight * vq, {"losses/kl": kl.item(), "losses/vq": vq.item()}

@@ -20,8 +20,10 @@ from transformers import PretrainedConfig, PreTrainedModel
 class PixelDecoderConfig(PretrainedConfig):
     model_type = "latentum_pixel_decoder"
 
-    def __init__(self, code_dim: int = 64, grid_side: int = 4, image_size: int = 128, channels=(96, 96, 64, 48, 32), **kw):
+    def __init__(self, code_dim: int = 64, grid_side: int = 4, image_size: int = 128, channels=(96, 96, 64, 48, 32),
+                 context_layers: int = 0, context_heads: int = 4, **kw):
         self.code_dim, self.grid_side, self.image_size, self.channels = code_dim, grid_side, image_size, list(channels)
+        self.context_layers, self.context_heads = context_layers, context_heads
         super().__init__(**kw)
 
 
@@ -56,6 +58,17 @@ class PixelDecoder(PreTrainedModel):
         if config.grid_side * 2**ups != config.image_size or len(config.channels) != ups:
             raise ValueError(f"need {ups} channel widths to go from {config.grid_side} to {config.image_size} pixels")
         self.stem = nn.Conv2d(config.code_dim, config.channels[0], 1)
+        width, positions = config.channels[0], config.grid_side**2
+        if width % config.context_heads:
+            raise ValueError(f"channels[0]={width} must split evenly over context_heads={config.context_heads}")
+        # self-attention over all positions before upsampling: what a position shows can depend on the others
+        # (as it does for the language model that reads the codes); without it the decoder drew ghosts of
+        # holes and goals where one position's codes alone were ambiguous
+        self.context_pos = nn.Parameter(0.02 * torch.randn(positions, width)) if config.context_layers else None
+        self.context = nn.ModuleList(
+            nn.TransformerEncoderLayer(width, config.context_heads, 2 * width, dropout=0.0, activation="gelu",
+                                       batch_first=True, norm_first=True)
+            for _ in range(config.context_layers))
         chans = [config.channels[0], *config.channels]
         self.blocks = nn.ModuleList(UpBlock(chans[i], chans[i + 1]) for i in range(ups))
         self.out = nn.Conv2d(config.channels[-1], 3, 3, padding=1)
@@ -66,6 +79,11 @@ class PixelDecoder(PreTrainedModel):
         b, p, c = z_q.shape
         g = self.config.grid_side
         x = self.stem(z_q.transpose(1, 2).reshape(b, c, g, g))  # raster order of positions = rows of the grid
+        if self.context_pos is not None:
+            t = x.flatten(2).transpose(1, 2) + self.context_pos  # (B, P, width)
+            for layer in self.context:
+                t = layer(t)
+            x = t.transpose(1, 2).reshape(b, -1, g, g)
         for block in self.blocks:
             x = block(x)
         return torch.sigmoid(self.out(x))
