@@ -160,9 +160,12 @@ def test_decoder_readout_loss_reaches_only_the_decoder(mbaq_model, tmp_path):
 def test_decoder_fine_tunes_from_a_given_decoder(mbaq_model, tmp_path):
     first = train("decoder", FAST + [f"out_dir={tmp_path / 'a'}", f"init_from={mbaq_model}", "stage.steps=1", "stage.batch_size=2"])
     cfg = compose_config("decoder", FAST + [f"init_from={mbaq_model}", f"stage.decoder_from={first}"])
-    decoder, _ = STAGES["decoder"](cfg).build(None)
+    stage = STAGES["decoder"](cfg)
+    decoder, _ = stage.build(None)
     saved = load_file(str(first / "model.safetensors"))
     assert saved and all(torch.equal(v, decoder.state_dict()[k]) for k, v in saved.items())
+    metrics = stage.evaluate(decoder)  # PSNR and how often the model reads the decoded image as the real board
+    assert metrics["psnr_db"] > 0 and 0.0 <= metrics["readout_decoded"] <= 1.0
     bad = compose_config("decoder", FAST + [f"init_from={mbaq_model}", f"stage.decoder_from={tmp_path / 'none'}"])
     with pytest.raises(FileNotFoundError, match="no pixel decoder"):
         STAGES["decoder"](bad).build(None)
