@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from latentum_world.data.understanding import UnderstandingData, batch_rng, collate
 from latentum_world.evaluation.answers import answer
 from latentum_world.training.stages import answer_kl, load_model
-from latentum_world.world.decoder import PixelDecoder, PixelDecoderConfig
+from latentum_world.world.decoder import PixelDecoder, PixelDecoderConfig, to_pictures
 
 
 class DecoderStage:
@@ -119,8 +119,7 @@ class DecoderStage:
             z_q = self.world.quantizer.indices_to_latent(self.world.quantizer.encode(self.world.get_vit_feature(images)))
             decoded = model(z_q)  # (B, 3, S, S)
             mse = torch.nn.functional.mse_loss(decoded, images.permute(0, 3, 1, 2).float() / 255.0)
-        pictures = (decoded.permute(0, 2, 3, 1).clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
-        reread = [dataclasses.replace(ex, image=pic) for pic, ex in zip(pictures, examples)]
+        reread = [dataclasses.replace(ex, image=pic) for pic, ex in zip(to_pictures(decoded), examples)]
         preds = answer(self.world, self.tokenizer, reread, batch_size=64)
         return {"psnr_db": float(10 * torch.log10(1.0 / mse.clamp(min=1e-10))),
                 "readout_decoded": float(np.mean([p == ex.answer for p, ex in zip(preds, reread)]))}

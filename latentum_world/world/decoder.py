@@ -104,13 +104,18 @@ def _load_decoder(path: str) -> PixelDecoder:
     return PixelDecoder.from_pretrained(path).eval()
 
 
-@torch.no_grad()
-def decode_images(model, codes: torch.Tensor) -> np.ndarray:
-    """``(B, S, S, 3)`` uint8 pictures of codes ``(B, P, K)``, by the decoder saved beside the model."""
-    path = decoder_dir(model)
-    if not (path / "model.safetensors").is_file():
-        raise FileNotFoundError(f"no pixel decoder at {path}; train one with `latentum-world train decoder init_from=<model dir>`")
-    decoder = _load_decoder(str(path))
-    z_q = model.quantizer.indices_to_latent(codes.to(next(model.parameters()).device))
-    img = decoder.to(z_q.device)(z_q)  # (B, 3, S, S)
+def to_pictures(img: torch.Tensor) -> np.ndarray:
+    """The decoder's ``(B, 3, S, S)`` output in [0, 1] -> ``(B, S, S, 3)`` uint8 pictures."""
     return (img.permute(0, 2, 3, 1).clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
+
+
+@torch.no_grad()
+def decode_images(model, codes: torch.Tensor, decoder: PixelDecoder | None = None) -> np.ndarray:
+    """``(B, S, S, 3)`` uint8 pictures of codes ``(B, P, K)``, by ``decoder`` (default: the one saved beside the model)."""
+    if decoder is None:
+        path = decoder_dir(model)
+        if not (path / "model.safetensors").is_file():
+            raise FileNotFoundError(f"no pixel decoder at {path}; train one with `latentum-world train decoder init_from=<model dir>`")
+        decoder = _load_decoder(str(path))
+    z_q = model.quantizer.indices_to_latent(codes.to(next(model.parameters()).device))
+    return to_pictures(decoder.to(z_q.device)(z_q))  # (B, 3, S, S) -> uint8

@@ -27,7 +27,7 @@ from latentum_world.evaluation import write_json
 from latentum_world.evaluation.answers import answer
 from latentum_world.evaluation.decoder import DECODER_PART, mean_squared_error, psnr_from_mse
 from latentum_world.evaluation.perception import heldout_rng
-from latentum_world.world.decoder import PixelDecoder
+from latentum_world.world.decoder import PixelDecoder, decode_images
 
 
 def main() -> None:
@@ -48,8 +48,8 @@ def main() -> None:
         states = [data.random_state(rng, level=level) for _ in range(args.per_level)]
         real = np.stack([data.image(m, last) for m, last in states])  # (N, S, S, 3) uint8
         with torch.no_grad():
-            z_q = model.quantizer.indices_to_latent(model.quantizer.encode(model.get_vit_feature(torch.from_numpy(real))))
-            decoded = (decoder(z_q).permute(0, 2, 3, 1).clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
+            codes = model.quantizer.encode(model.get_vit_feature(torch.from_numpy(real)))  # (N, P, K)
+        decoded = decode_images(model, codes, decoder)
         side = content_side(level, model.config.image_size, model.config.cell_pixels)
         mse = mean_squared_error(decoded[:, :side, :side], real[:, :side, :side])
         sq += mse * len(states)
