@@ -12,7 +12,9 @@ from envs.vsp.observation import observation_renderer
 from latentum_world import eval_cli
 from latentum_world.cli import build_parser, main
 from latentum_world.data.understanding import TASKS
-from latentum_world.evaluation import perception
+from latentum_world.evaluation import answers, perception
+from latentum_world.data.understanding import Example, UnderstandingData, collate
+from envs.vsp.formats import to_table
 from latentum_world.evaluation.perception import (
     benchmark_example,
     evaluate_perception,
@@ -94,6 +96,7 @@ def test_help_and_mirrored_defaults(capsys):
     assert eval_cli.DEFAULT_SEED == perception.DEFAULT_SEED
     assert eval_cli.DEFAULT_GENERATED == perception.DEFAULT_GENERATED
     assert eval_cli.FEATURE_KINDS == perception.FEATURE_KINDS
+    assert eval_cli.TASK3_PROTOCOLS == answers.TASK3_PROTOCOLS
 
 
 def test_cli_json_structure(tiny, tmp_path, capsys):
@@ -205,3 +208,54 @@ def test_missing_model_exits_2(tmp_path, monkeypatch, capsys):
     empty.mkdir()
     assert main(["eval", "perception", "--vsp", str(FIXTURE), "--model", str(empty)]) == 2
     assert "not a LatentUM model directory" in capsys.readouterr().err
+
+
+def test_answer_logliks_are_the_teacher_forced_loss(tiny):
+    model, tok, _ = tiny
+    data = UnderstandingData(image_size=model.config.image_size, cell_pixels=model.config.cell_pixels)
+    rng = np.random.default_rng(4)
+    examples = [data.example(rng, kind) for kind in ("table", "task1", "player")]
+    ll = answers.answer_logliks(model, tok, examples, batch_size=2)  # mixed lengths, padded batches
+    for ex, got in zip(examples, ll):
+        b = collate(tok, [ex], model.config.latent_positions)
+        out = model(b["input_ids"], b["attention_mask"], images=b["images"], labels=b["labels"])
+        n = int((b["labels"] != -100).sum())
+        assert got == pytest.approx(-out.loss.item() * n, rel=1e-4)
+
+
+def test_ranked_task3_answers_with_the_most_likely_read_out(tiny, monkeypatch):
+    model, tok, _ = tiny
+    data = UnderstandingData(image_size=model.config.image_size, cell_pixels=model.config.cell_pixels)
+    rng = np.random.default_rng(5)
+    examples = [data.example(rng, "task3") for _ in range(6)]
+    truth = {ex.image.tobytes(): to_table(ex.map) for ex in examples}
+    # the real model's choice is the argmax of its own read-out likelihoods
+    letters = answers.ranked_choices(model, tok, examples, batch_size=5)
+    for ex, letter in zip(examples, letters):
+        boards = answers.task3_choices(ex.question)
+        ll = answers.answer_logliks(model, tok, [Example(ex.image, "Describe the map as a table.", to_table(c), "table")
+                                                 for c in boards])
+        assert letter == "ABCD"[int(np.argmax(ll))]
+    # a scorer that prefers the image's own table picks the right letter every time
+    monkeypatch.setattr(answers, "answer_logliks", lambda m, t, exs, *a, **k: [
+        0.0 if ex.answer == truth[ex.image.tobytes()] else -1.0 for ex in exs])
+    letters = answers.ranked_choices(model, tok, examples)
+    assert all(answers.is_correct("task3", p, ex.answer) for p, ex in zip(letters, examples))
+    with pytest.raises(ValueError, match="not a task3 question"):
+        answers.task3_choices("Describe the map as a table.")
+
+
+def test_cli_task3_ranked(tiny, tmp_path, monkeypatch):
+    _, _, model_dir = tiny
+    out = tmp_path / "ranked.json"
+    calls = []
+    real = answers.ranked_choices
+    monkeypatch.setattr(perception, "ranked_choices", lambda *a, **k: calls.append(len(a[2])) or real(*a, **k))
+    assert main(["eval", "perception", "--vsp", str(FIXTURE), "--model", str(model_dir), "--generated", "1",
+                 "--task3", "ranked", "--json", str(out), "--quiet"]) == 0
+    d = json.loads(out.read_text())
+    assert d["task3"] == "ranked"
+    assert sum(calls) == 2 + 6  # the fixture's two task3 items, then one generated per level; nothing else
+    assert d["benchmark"]["task3"]["example"]["overall"]["invalid"] == 0  # a letter, always
+    with pytest.raises(ValueError, match="task3 must be one of"):
+        evaluate_perception(tiny[0], tiny[1], None, generated=1, task3="letters")

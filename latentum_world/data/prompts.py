@@ -25,6 +25,8 @@ from envs.vsp.task_texts import task1_question, task4_question
 from envs.vsp.maps import ACTION_LETTERS, VSPMap
 
 YES, NO = "Yes", "No"
+#: task3's question line, before the benchmark's four candidate tables.
+MATCHING_QUESTION = "Which map matches the image?"
 
 
 def yes_no(flag: bool) -> str:
@@ -133,10 +135,10 @@ def matching_question(candidates_text: str, correct: int, candidates: Sequence[V
     answer is just the letter."""
     letter = "ABCD"[correct]
     if candidates is None:
-        return "Which map matches the image?" + candidates_text, letter
+        return MATCHING_QUESTION + candidates_text, letter
     lines = [f"image{board_summary(candidates[correct])}"]
     lines += [f"({'ABCD'[k]}){board_summary(c)}" for k, c in enumerate(candidates)]
-    return "Which map matches the image?" + candidates_text, "\n".join(lines + [letter])
+    return MATCHING_QUESTION + candidates_text, "\n".join(lines + [letter])
 
 
 def safety_trace(m: VSPMap, actions: list[int]) -> tuple[list[tuple[int, int]], bool]:

@@ -5,10 +5,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from envs.vsp.loader import parse_candidates
+from latentum_world.data import prompts
 from latentum_world.data.prompts import final_answer
 from latentum_world.data.understanding import Example, collate
 
 SUB_TASKS = ("task1", "task2", "task3", "task4")
+#: How task3 (which of four text maps is the image?) is answered: ``generate`` (the model writes its answer to the
+#: question, as every other task) or ``ranked`` (multiple choice by likelihood: the candidate table the model finds
+#: most likely as its own read-out of the image; see :func:`ranked_choices`).
+TASK3_PROTOCOLS = ("generate", "ranked")
 
 
 @torch.no_grad()
@@ -24,6 +30,51 @@ def answer(model, tokenizer, examples: list[Example], features: str = "continuou
                                   features=features, max_new_tokens=max_new_tokens)
         out.extend(tokenizer.decode_text(x) for x in ids)
     return out
+
+
+@torch.no_grad()
+def answer_logliks(model, tokenizer, examples: list[Example], features: str = "continuous", batch_size: int = 64) -> list[float]:
+    """Log-likelihood (nats, summed over the answer's tokens and ``<eos>``) of each example's ``answer`` after its
+    image and question: what the model would pay, teacher-forced, to write that answer."""
+    device = next(model.parameters()).device
+    out: list[float] = []
+    for i in range(0, len(examples), batch_size):
+        b = collate(tokenizer, examples[i : i + batch_size], model.config.latent_positions, with_answers=True)
+        logits = model(b["input_ids"].to(device), b["attention_mask"].to(device), images=b["images"].to(device),
+                       features=features).logits  # (B, T, vocab)
+        labels = b["labels"][:, 1:].to(device)  # (B, T-1): token t+1 is predicted at t
+        logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+        picked = logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B, T-1)
+        out.extend((picked * (labels != -100)).sum(dim=1).tolist())
+    return out
+
+
+def task3_choices(question: str) -> tuple:
+    """The candidate boards (A), (B), ... shown in a task3 question (the training prompt's wording: the
+    question line, then the benchmark's four tables)."""
+    head = prompts.MATCHING_QUESTION
+    if not question.startswith(head):
+        raise ValueError(f"not a task3 question (expected it to start with {head!r}): {question[:60]!r}")
+    return parse_candidates(question[len(head):])
+
+
+@torch.no_grad()
+def ranked_choices(model, tokenizer, examples: list[Example], features: str = "continuous", batch_size: int = 64) -> list[str]:
+    """task3 as multiple choice by likelihood, the protocol used to evaluate language models on multiple-choice
+    questions they cannot answer in free form: each candidate table of the question is scored as the model's
+    own read-out of the image (``Describe the map as a table.`` -> that table, :func:`answer_logliks`) and the
+    answer is the letter of the most likely one. The question's wording is not read; the model's reading of
+    the image decides. Returns one letter per example."""
+    scored: list[Example] = []
+    spans: list[tuple[int, int]] = []
+    for ex in examples:
+        boards = task3_choices(ex.question)
+        spans.append((len(scored), len(boards)))
+        for board in boards:
+            q, a = prompts.table_question(board)
+            scored.append(Example(ex.image, q, a, "table", board))
+    ll = answer_logliks(model, tokenizer, scored, features, batch_size)
+    return ["ABCDEFGH"[max(range(n), key=lambda k: ll[s + k])] for s, n in spans]
 
 
 def is_correct(kind: str, predicted: str, gold: str) -> bool:

@@ -36,7 +36,7 @@ from envs.vsp.task_texts import parse_task1_question, task1_question, task4_ques
 from envs.vsp.tasks import SUB_TASKS
 from latentum_world.data import prompts
 from latentum_world.data.understanding import TASKS, Example, UnderstandingData
-from latentum_world.evaluation.answers import answer, is_correct
+from latentum_world.evaluation.answers import TASK3_PROTOCOLS, answer, is_correct, ranked_choices
 from latentum_world.model.mbaq import codebook_perplexity
 
 #: Default seed of the generated held-out maps.
@@ -145,13 +145,17 @@ def load_benchmark_items(path: str | Path) -> dict[tuple[str, str], list[VSPItem
 
 # ---------------------------------------------------------------------------- answering
 def answer_all(model, tokenizer, examples: list[Example], features: str, batch_size: int, desc: str = "",
-               quiet: bool = False) -> list[str]:
-    """Greedy answers in ``examples`` order, batched by prompt length (less padding), with a progress bar."""
+               quiet: bool = False, task3: str = "generate") -> list[str]:
+    """Greedy answers in ``examples`` order, batched by prompt length (less padding), with a progress bar;
+    task3 items by ``task3``'s protocol (:data:`~latentum_world.evaluation.answers.TASK3_PROTOCOLS`)."""
+    respond = answer
+    if task3 == "ranked" and examples and all(ex.task == "task3" for ex in examples):
+        respond = ranked_choices
     order = sorted(range(len(examples)), key=lambda i: len(examples[i].question))
     out: list[str | None] = [None] * len(examples)
     for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=quiet, leave=False, unit="batch"):
         idx = order[start : start + batch_size]
-        preds = answer(model, tokenizer, [examples[i] for i in idx], features=features, batch_size=batch_size)
+        preds = respond(model, tokenizer, [examples[i] for i in idx], features=features, batch_size=batch_size)
         for i, p in zip(idx, preds):
             out[i] = p
     return out  # type: ignore[return-value]
@@ -196,6 +200,7 @@ class PerceptionResults:
     vsp: str | None
     seed: int
     generated_per_level: int
+    task3: str = "generate"
     benchmark: dict[str, dict[str, TaskReport]] = field(default_factory=dict)
     kinds: dict[str, dict[int, Tally]] = field(default_factory=dict)
     readout: dict[int, Tally] = field(default_factory=dict)
@@ -209,6 +214,7 @@ class PerceptionResults:
         return {
             "model": self.model,
             "features": self.features,
+            "task3": self.task3,
             "vsp": self.vsp,
             "benchmark": {task: {split: r.to_dict() for split, r in splits.items()} for task, splits in self.benchmark.items()},
             "generated": {
@@ -221,7 +227,7 @@ class PerceptionResults:
         }
 
     def format_table(self) -> str:
-        parts = [f"model: {self.model}  features: {self.features}"]
+        parts = [f"model: {self.model}  features: {self.features}  task3: {self.task3}"]
         if self.benchmark:
             parts.append(f"== VSP benchmark ({self.vsp})")
             for task, splits in self.benchmark.items():
@@ -247,13 +253,13 @@ class PerceptionResults:
 
 # ---------------------------------------------------------------------------- evaluation
 def evaluate_benchmark(model, tokenizer, path: str | Path, features: str = "continuous", batch_size: int = 64,
-                       quiet: bool = False) -> dict[str, dict[str, TaskReport]]:
+                       quiet: bool = False, task3: str = "generate") -> dict[str, dict[str, TaskReport]]:
     """Score the model on every task1 ... task4 item under ``path``: task -> split -> report."""
     size, cell_pixels = model.config.image_size, model.config.cell_pixels
     out: dict[str, dict[str, TaskReport]] = {}
     for (task, split), items in load_benchmark_items(path).items():
         examples = [benchmark_example(it, size, cell_pixels) for it in items]
-        preds = answer_all(model, tokenizer, examples, features, batch_size, f"{task} {split}", quiet)
+        preds = answer_all(model, tokenizer, examples, features, batch_size, f"{task} {split}", quiet, task3)
         answers = {(item_level(it), it.index): to_benchmark_answer(task, p) for it, p in zip(items, preds)}
         out.setdefault(task, {})[split] = score_task_items(items, answers)
     return out
@@ -296,14 +302,14 @@ def codebook_usage(model, images: list[np.ndarray], batch_size: int = 256) -> Co
 
 
 def evaluate_generated(model, tokenizer, n: int = DEFAULT_GENERATED, seed: int = DEFAULT_SEED, features: str = "continuous",
-                       batch_size: int = 64, quiet: bool = False) -> tuple[dict, dict, CodebookUsage]:
+                       batch_size: int = 64, quiet: bool = False, task3: str = "generate") -> tuple[dict, dict, CodebookUsage]:
     """``(kinds, readout, codebooks)`` of :class:`PerceptionResults` on :func:`generated_examples`."""
     sets = generated_examples(model.config.image_size, n, seed, cell_pixels=model.config.cell_pixels,
                               flag_answers=model.config.flag_answers)
     kinds: dict[str, dict[int, Tally]] = {}
     readout: dict[int, Tally] = {}
     for name, examples in sets.items():
-        preds = answer_all(model, tokenizer, examples, features, batch_size, name, quiet)
+        preds = answer_all(model, tokenizer, examples, features, batch_size, name, quiet, task3)
         tallies = readout if name == "readout" else kinds.setdefault(name, {})
         for ex, p in zip(examples, preds):
             ok = p == ex.answer if name == "readout" else is_correct(ex.task, p, ex.answer)
@@ -314,17 +320,20 @@ def evaluate_generated(model, tokenizer, n: int = DEFAULT_GENERATED, seed: int =
 
 def evaluate_perception(model, tokenizer, vsp: str | Path | None, features: str = "continuous",
                         generated: int = DEFAULT_GENERATED, seed: int = DEFAULT_SEED, batch_size: int = 64,
-                        quiet: bool = False, model_name: str = "") -> PerceptionResults:
-    """Both parts (``vsp=None`` skips the benchmark, ``generated=0`` the held-out maps)."""
+                        quiet: bool = False, model_name: str = "", task3: str = "generate") -> PerceptionResults:
+    """Both parts (``vsp=None`` skips the benchmark, ``generated=0`` the held-out maps); ``task3``: how task3 is
+    answered (``generate`` or ``ranked``, :data:`~latentum_world.evaluation.answers.TASK3_PROTOCOLS`)."""
     if features not in FEATURE_KINDS:
         raise ValueError(f"features must be one of {FEATURE_KINDS}, got {features!r}")
+    if task3 not in TASK3_PROTOCOLS:
+        raise ValueError(f"task3 must be one of {TASK3_PROTOCOLS}, got {task3!r}")
     if generated < 0 or batch_size < 1:
         raise ValueError(f"need generated >= 0 and batch_size >= 1, got {generated} and {batch_size}")
     model.eval()
-    results = PerceptionResults(model_name, features, None if vsp is None else str(vsp), seed, generated)
+    results = PerceptionResults(model_name, features, None if vsp is None else str(vsp), seed, generated, task3)
     if vsp is not None:
-        results.benchmark = evaluate_benchmark(model, tokenizer, vsp, features, batch_size, quiet)
+        results.benchmark = evaluate_benchmark(model, tokenizer, vsp, features, batch_size, quiet, task3)
     if generated:
         results.kinds, results.readout, results.codebooks = evaluate_generated(
-            model, tokenizer, generated, seed, features, batch_size, quiet)
+            model, tokenizer, generated, seed, features, batch_size, quiet, task3)
     return results
