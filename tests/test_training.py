@@ -116,6 +116,13 @@ def test_torchrun_two_processes(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     assert (tmp_path / "final" / "model.safetensors").is_file()
     assert (tmp_path / "checkpoint-3").is_dir()
+    # mbaq: the quantizer runs once per step through DDP, the language model on length chunks
+    cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "latentum_world", "train", "mbaq", *FAST,
+           f"out_dir={tmp_path / 'mbaq'}", f"init_from={tmp_path / 'final'}", "stage.steps=2"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    before, after = weights(tmp_path / "final"), weights(tmp_path / "mbaq" / "final")
+    assert any(not torch.equal(v, after[k]) for k, v in before.items() if k.startswith("quantizer."))
 
 
 def test_mbaq_stage_chooses_the_quantizer_sizes(tmp_path):
@@ -152,3 +159,29 @@ def test_length_chunks_give_the_whole_batch_loss(tmp_path):
     assert sum(share for _, share in parts) == pytest.approx(1.0)
     assert sum(sub["input_ids"].shape[0] for sub, _ in parts) == 6
     assert all(sub["attention_mask"][:, -1].any() for sub, _ in parts)  # no all-padding column left
+
+
+def test_mbaq_length_chunks_give_the_whole_batch_loss(tmp_path):
+    """mbaq quantizes the whole batch once and reads it in length chunks: the same KL, vq loss and quantizer
+    gradient as one padded pass (``micro_batches=1``)."""
+    import copy
+
+    vlm = train("vlm", FAST + [f"out_dir={tmp_path / 'vlm'}", "stage.steps=2"])
+    cfg = compose_config("mbaq", FAST + [f"out_dir={tmp_path / 'mbaq'}", f"init_from={vlm}", "stage.batch_size=6",
+                                         "stage.data.weights.table=1"])
+    stage = STAGES["mbaq"](cfg)
+    built, _ = stage.build(None)
+    batch = stage.batch(1, 0)
+    assert batch["attention_mask"].sum(1).unique().numel() > 1  # rows of several lengths, so chunks cut padding
+    results = []
+    for chunks in (1, 3):
+        model = copy.deepcopy(built)  # the quantizer's usage statistics move with every call
+        stage.sc.micro_batches = chunks
+        loss, metrics = stage.compute_loss(model, model, batch)
+        loss.backward()
+        grad = torch.cat([p.grad.flatten() for n, p in model.named_parameters() if p.grad is not None])
+        assert all(n.startswith("quantizer.") for n, p in model.named_parameters() if p.grad is not None)
+        results.append((metrics["losses/kl"], metrics["losses/vq"], grad))
+    assert results[0][0] > 0 and results[0][0] == pytest.approx(results[1][0], rel=1e-4)
+    assert results[0][1] == pytest.approx(results[1][1], rel=1e-6)
+    assert torch.allclose(results[0][2], results[1][2], rtol=1e-3, atol=1e-6)

@@ -148,7 +148,7 @@ class LatentUMModel(PreTrainedModel):
     # ------------------------------------------------------------------ forward
     def forward(
         self,
-        input_ids: torch.Tensor,
+        input_ids: torch.Tensor | None,
         attention_mask: torch.Tensor | None = None,
         images: torch.Tensor | None = None,
         image_embeds: torch.Tensor | None = None,
@@ -163,9 +163,17 @@ class LatentUMModel(PreTrainedModel):
         :param image_embeds: ready ``(N, P, d)`` embeddings instead of ``images``; :param labels: ``(B, T)``, -100 = ignore;
         :param probe_targets: ``(cells (N, P, r*r), levels (N,))`` for the vision probe's auxiliary loss.
         :param dual: ``(u_valid, u_image_embeds, delims, target_codes)``: return :meth:`dual_loss` on ``input_ids`` as U.
+
+        With ``input_ids=None`` only the images are embedded: returns :meth:`image_embeddings`'s ``(image_embeds,
+        quantizer output)`` (the mbaq stage quantizes a whole batch in one call, through its DDP wrapper, then runs
+        the language model on length chunks).
         """
         if dual is not None:
             return self.dual_loss(input_ids, *dual)
+        if input_ids is None:
+            if images is None:
+                raise ValueError("nothing to embed: pass input_ids, images, or both")
+            return self.image_embeddings(images, features)
         q = probe_loss = None
         if images is not None:
             if image_embeds is not None:

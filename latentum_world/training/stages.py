@@ -202,16 +202,25 @@ class MBAQStage(UnderstandingStage):
         return [p for n, p in model.named_parameters() if n.startswith("quantizer.")]
 
     def compute_loss(self, wrapped, model, batch):
-        # one pass over the whole batch, not length chunks: the quantizer's usage EMA, its entropy term and
-        # its dead-code restart pool are per forward and are meant over a whole batch
-        kw = dict(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], images=batch["images"])
+        """KL(continuous || quantized) of the answer tokens + ``vq_weight`` x the quantizer's own loss.
+
+        The quantizer runs once over the whole batch (its usage EMA, entropy term and dead-code restart pool are
+        per call and meant over a whole batch), through ``wrapped`` so DDP sees it; the frozen language model
+        then reads both feature kinds in ``stage.micro_batches`` length-sorted chunks (:func:`length_chunks`),
+        each cut to its own longest row: the same loss as one padded pass, at about half the token slots."""
+        quantized, q = wrapped(None, images=batch["images"], features="quantized")  # (B, P, d): one image per row
         with torch.no_grad():
-            teacher = model(**kw, features="continuous").logits  # (B, T, V)
-        student_out = wrapped(**kw, features="quantized")
-        kl = answer_kl(teacher, student_out.logits, batch["labels"])
-        vq = student_out.quantizer.loss
-        self._last_indices = student_out.quantizer.indices.detach()
-        return kl + self.sc.vq_weight * vq, {"losses/kl": kl.item(), "losses/vq": vq.item()}
+            continuous = model.extract_feature(batch["images"])  # (B, P, d)
+        kl = 0.0
+        for sub, share in length_chunks({**batch, "quantized": quantized, "continuous": continuous},
+                                        int(self.sc.get("micro_batches", 1))):
+            kw = dict(input_ids=sub["input_ids"], attention_mask=sub["attention_mask"])
+            with torch.no_grad():
+                teacher = model(**kw, image_embeds=sub["continuous"]).logits  # (b, t, V)
+            student = model(**kw, image_embeds=sub["quantized"]).logits
+            kl = kl + share * answer_kl(teacher, student, sub["labels"])
+        self._last_indices = q.indices.detach()
+        return kl + self.sc.vq_weight * q.loss, {"losses/kl": kl.item(), "losses/vq": q.loss.item()}
 
     def after_step(self, model, step: int) -> dict:
         # restart randomness is a function of the step, so a resumed run restarts the same codes
