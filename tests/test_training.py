@@ -59,27 +59,6 @@ def test_resume_gives_the_same_weights(tmp_path):
     assert_same_weights(weights(full), weights(resumed))
 
 
-def test_prefetched_batches_train_the_same_weights(tmp_path):
-    """The background batch thread (``prefetch``, on by default) changes when batches are made, not what they are."""
-    on = train("vlm", FAST + [f"out_dir={tmp_path / 'on'}", "stage.steps=4"])
-    off = train("vlm", FAST + [f"out_dir={tmp_path / 'off'}", "stage.steps=4", "prefetch=false"])
-    assert_same_weights(weights(on), weights(off))
-    from latentum_world.training.trainer import BatchPrefetcher
-
-    cfg = compose_config("vlm", FAST + [f"out_dir={tmp_path / 'x'}"])
-    stage = STAGES["vlm"](cfg)
-    stage.build(None)
-    made = []
-    original = stage.batch
-    stage.batch = lambda step, rank: made.append(step) or original(step, rank)
-    fetch = BatchPrefetcher(stage, 0, start=2, steps=5)
-    for step in (2, 3, 4):
-        b = fetch.take(step)
-        assert torch.equal(b["input_ids"], original(step, 0)["input_ids"])
-    fetch.close()
-    assert made == [2, 3, 4]  # each step's batch made once, none past the last step
-
-
 def test_debug_preset_learns_a_fixed_batch(tmp_path):
     cfg = compose_config("vlm", FAST + [f"out_dir={tmp_path}", "stage.lr=3e-3"])
     stage = STAGES["vlm"](cfg)

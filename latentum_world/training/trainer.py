@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 import os
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -42,45 +41,6 @@ def lr_factor(step: int, steps: int, warmup: int, min_ratio: float) -> float:
         return (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, steps - warmup))
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-class BatchPrefetcher:
-    """Makes step ``t + 1``'s batch in a background thread while step ``t`` trains.
-
-    A stage's ``batch(step, rank)`` is a pure function of its arguments (numpy streams seeded by ``[seed, step,
-    rank]``, no torch random state), so the batches, and with them the trained weights, are the same as without
-    prefetching. Maze generation, rendering and tokenizing are Python and numpy work that mostly runs while
-    torch's kernels (which release the GIL) compute the step; on the 2-core machine that is 10-20 % of a step.
-    ``enabled=False`` (config ``prefetch=false``) makes every batch in the loop's own thread.
-    """
-
-    def __init__(self, stage, rank: int, start: int, steps: int, enabled: bool = True):
-        self.stage, self.rank, self.steps = stage, rank, steps
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch") if enabled else None
-        self.pending: tuple[int, Future] | None = None
-        if self.pool is not None and start < steps:
-            self.pending = (start, self.pool.submit(stage.batch, start, rank))
-
-    def take(self, step: int) -> dict:
-        """Step ``step``'s batch; starts making the next one."""
-        if self.pending is not None and self.pending[0] == step:
-            batch = self.pending[1].result()
-        else:
-            self.wait()
-            batch = self.stage.batch(step, self.rank)
-        self.pending = None
-        if self.pool is not None and step + 1 < self.steps:
-            self.pending = (step + 1, self.pool.submit(self.stage.batch, step + 1, self.rank))
-        return batch
-
-    def wait(self) -> None:
-        """Block until the background batch (if any) is made; it stays ready for :meth:`take`."""
-        if self.pending is not None:
-            self.pending[1].exception()  # waits; an error in it is raised by take()
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 class Trainer:
@@ -150,9 +110,8 @@ class Trainer:
         bar = tqdm(total=sc.steps, initial=start, desc=f"train {sc.name}", disable=self.rank != 0, dynamic_ncols=True)
         t_last, n_last = time.perf_counter(), 0
         model.train()
-        batches = BatchPrefetcher(stage, self.rank, start, sc.steps, enabled=bool(cfg.get("prefetch", True)))
         for step in range(start, sc.steps):
-            batch = batches.take(step)  # and step + 1's is made in the background meanwhile
+            batch = stage.batch(step, self.rank)
             batch = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
             loss, metrics = stage.compute_loss(wrapped, model, batch)
             if not torch.isfinite(loss):
@@ -177,7 +136,6 @@ class Trainer:
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.4f}")
             if done % sc.eval_every == 0 or done == sc.steps:
-                batches.wait()  # evaluation draws data and tokenizes too: never beside the background batch
                 if self.rank == 0:
                     model.eval()
                     results = stage.evaluate(model)
@@ -188,9 +146,7 @@ class Trainer:
                 if self.distributed:
                     dist.barrier()
             if done % sc.save_every == 0 or done == sc.steps:
-                batches.wait()
                 save(done)
-        batches.close()
         bar.close()
         final = self.out_dir / "final"
         if self.rank == 0:
