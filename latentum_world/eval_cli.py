@@ -11,7 +11,8 @@ DEFAULT_MODEL = Path(__file__).resolve().parent / "checkpoints" / "default"
 # Mirrors of latentum_world.evaluation.perception's constants (not imported: torch would slow every command's start).
 FEATURE_KINDS = ("continuous", "quantized", "projected")
 # ... and of latentum_world.evaluation.answers'.
-TASK3_PROTOCOLS = ("generate", "ranked")
+TASK3_PROTOCOLS = ("ranked", "generate")
+DEFAULT_TASK3 = "ranked"
 DEFAULT_SEED = 20261122
 DEFAULT_GENERATED = 100
 # ... and of latentum_world.evaluation.world_model's.
@@ -179,10 +180,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="image features: continuous (ViT + projector), quantized (MBAQ codes through up_proj) or projected (MBAQ codes through visual_projector, as the world model reads imagined states); default continuous")
     p.add_argument("--generated", type=int, default=DEFAULT_GENERATED, metavar="N",
                    help=f"held-out items per level per question kind and read-out maps per level (default {DEFAULT_GENERATED}; 0: skip)")
-    p.add_argument("--task3", choices=TASK3_PROTOCOLS, default="generate",
-                   help="how task3 (which of four text maps matches the image) is answered: generate (the model writes "
-                   "its answer to the question, default) or ranked (multiple choice by likelihood: the candidate table the "
-                   "model finds most likely as its own read-out of the image)")
+    p.add_argument("--task3", choices=TASK3_PROTOCOLS, default=DEFAULT_TASK3,
+                   help="how task3 (which of four text maps matches the image) is answered: ranked (default: multiple "
+                   "choice by likelihood, the candidate table the model finds most likely as its own read-out of the "
+                   "image) or generate (the model writes its answer to the question; stage vlm no longer trains it)")
     add_run_options(p, seed_of="held-out maps", batch_of="answers decoded")
     p.set_defaults(func=cmd_perception)
 

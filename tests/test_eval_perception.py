@@ -96,7 +96,7 @@ def test_help_and_mirrored_defaults(capsys):
     assert eval_cli.DEFAULT_SEED == perception.DEFAULT_SEED
     assert eval_cli.DEFAULT_GENERATED == perception.DEFAULT_GENERATED
     assert eval_cli.FEATURE_KINDS == perception.FEATURE_KINDS
-    assert eval_cli.TASK3_PROTOCOLS == answers.TASK3_PROTOCOLS
+    assert eval_cli.TASK3_PROTOCOLS == answers.TASK3_PROTOCOLS and eval_cli.DEFAULT_TASK3 == answers.DEFAULT_TASK3
 
 
 def test_cli_json_structure(tiny, tmp_path, capsys):
@@ -154,9 +154,9 @@ def test_oracle_scores_100_and_flipped_answers_0(tiny, generated_vsp, vsp, monke
     path = FIXTURE if vsp == "fixture" else generated_vsp
     n = 1 if vsp == "fixture" else 0
     monkeypatch.setattr(perception, "answer", oracle)
-    good = evaluate_perception(model, tok, path, generated=n, quiet=True).to_dict()
+    good = evaluate_perception(model, tok, path, generated=n, quiet=True, task3="generate").to_dict()
     monkeypatch.setattr(perception, "answer", wrong)
-    bad = evaluate_perception(model, tok, path, generated=n, quiet=True).to_dict()
+    bad = evaluate_perception(model, tok, path, generated=n, quiet=True, task3="generate").to_dict()
     if vsp == "generated":  # every level of every sub-task, split "maps"
         assert {t: sorted(s["maps"]["levels"], key=int) for t, s in good["benchmark"].items()} == {
             "task1": ["3", "4", "5", "6", "7", "8"], "task2": ["3", "4", "5", "6", "7", "8"],

@@ -11,10 +11,12 @@ from latentum_world.data.prompts import final_answer
 from latentum_world.data.understanding import Example, collate
 
 SUB_TASKS = ("task1", "task2", "task3", "task4")
-#: How task3 (which of four text maps is the image?) is answered: ``generate`` (the model writes its answer to the
-#: question, as every other task) or ``ranked`` (multiple choice by likelihood: the candidate table the model finds
-#: most likely as its own read-out of the image; see :func:`ranked_choices`).
-TASK3_PROTOCOLS = ("generate", "ranked")
+#: How task3 (which of four text maps is the image?) is answered: ``ranked`` (the default: multiple choice by
+#: likelihood, the candidate table the model finds most likely as its own read-out of the image; see
+#: :func:`ranked_choices`) or ``generate`` (the model writes its answer to the question, as every other task; the
+#: stage ``vlm`` no longer trains that answer, which a 4-layer model never learned beyond chance).
+TASK3_PROTOCOLS = ("ranked", "generate")
+DEFAULT_TASK3 = "ranked"
 
 
 @torch.no_grad()

@@ -36,7 +36,7 @@ from envs.vsp.task_texts import parse_task1_question, task1_question, task4_ques
 from envs.vsp.tasks import SUB_TASKS
 from latentum_world.data import prompts
 from latentum_world.data.understanding import TASKS, Example, UnderstandingData
-from latentum_world.evaluation.answers import TASK3_PROTOCOLS, answer, is_correct, ranked_choices
+from latentum_world.evaluation.answers import DEFAULT_TASK3, TASK3_PROTOCOLS, answer, is_correct, ranked_choices
 from latentum_world.model.mbaq import codebook_perplexity
 
 #: Default seed of the generated held-out maps.
@@ -145,7 +145,7 @@ def load_benchmark_items(path: str | Path) -> dict[tuple[str, str], list[VSPItem
 
 # ---------------------------------------------------------------------------- answering
 def answer_all(model, tokenizer, examples: list[Example], features: str, batch_size: int, desc: str = "",
-               quiet: bool = False, task3: str = "generate") -> list[str]:
+               quiet: bool = False, task3: str = DEFAULT_TASK3) -> list[str]:
     """Greedy answers in ``examples`` order, batched by prompt length (less padding), with a progress bar;
     task3 items by ``task3``'s protocol (:data:`~latentum_world.evaluation.answers.TASK3_PROTOCOLS`)."""
     respond = answer
@@ -200,7 +200,7 @@ class PerceptionResults:
     vsp: str | None
     seed: int
     generated_per_level: int
-    task3: str = "generate"
+    task3: str = DEFAULT_TASK3
     benchmark: dict[str, dict[str, TaskReport]] = field(default_factory=dict)
     kinds: dict[str, dict[int, Tally]] = field(default_factory=dict)
     readout: dict[int, Tally] = field(default_factory=dict)
@@ -253,7 +253,7 @@ class PerceptionResults:
 
 # ---------------------------------------------------------------------------- evaluation
 def evaluate_benchmark(model, tokenizer, path: str | Path, features: str = "continuous", batch_size: int = 64,
-                       quiet: bool = False, task3: str = "generate") -> dict[str, dict[str, TaskReport]]:
+                       quiet: bool = False, task3: str = DEFAULT_TASK3) -> dict[str, dict[str, TaskReport]]:
     """Score the model on every task1 ... task4 item under ``path``: task -> split -> report."""
     size, cell_pixels = model.config.image_size, model.config.cell_pixels
     out: dict[str, dict[str, TaskReport]] = {}
@@ -302,7 +302,7 @@ def codebook_usage(model, images: list[np.ndarray], batch_size: int = 256) -> Co
 
 
 def evaluate_generated(model, tokenizer, n: int = DEFAULT_GENERATED, seed: int = DEFAULT_SEED, features: str = "continuous",
-                       batch_size: int = 64, quiet: bool = False, task3: str = "generate") -> tuple[dict, dict, CodebookUsage]:
+                       batch_size: int = 64, quiet: bool = False, task3: str = DEFAULT_TASK3) -> tuple[dict, dict, CodebookUsage]:
     """``(kinds, readout, codebooks)`` of :class:`PerceptionResults` on :func:`generated_examples`."""
     sets = generated_examples(model.config.image_size, n, seed, cell_pixels=model.config.cell_pixels,
                               flag_answers=model.config.flag_answers)
@@ -320,7 +320,7 @@ def evaluate_generated(model, tokenizer, n: int = DEFAULT_GENERATED, seed: int =
 
 def evaluate_perception(model, tokenizer, vsp: str | Path | None, features: str = "continuous",
                         generated: int = DEFAULT_GENERATED, seed: int = DEFAULT_SEED, batch_size: int = 64,
-                        quiet: bool = False, model_name: str = "", task3: str = "generate") -> PerceptionResults:
+                        quiet: bool = False, model_name: str = "", task3: str = DEFAULT_TASK3) -> PerceptionResults:
     """Both parts (``vsp=None`` skips the benchmark, ``generated=0`` the held-out maps); ``task3``: how task3 is
     answered (``generate`` or ``ranked``, :data:`~latentum_world.evaluation.answers.TASK3_PROTOCOLS`)."""
     if features not in FEATURE_KINDS:
