@@ -158,6 +158,7 @@ class LatentUMModel(PreTrainedModel):
         gen_mask: torch.Tensor | None = None,
         probe_targets: tuple[torch.Tensor, torch.Tensor] | None = None,
         dual: tuple | None = None,
+        vit: torch.Tensor | None = None,
     ) -> LatentUMOutput | tuple[torch.Tensor, torch.Tensor]:
         """:param input_ids: ``(B, T)``; :param images: ``(N, H, W, 3)`` uint8, one per ``<img>`` block in order;
         :param image_embeds: ready ``(N, P, d)`` embeddings instead of ``images``; :param labels: ``(B, T)``, -100 = ignore;
@@ -165,15 +166,15 @@ class LatentUMModel(PreTrainedModel):
         :param dual: ``(u_valid, u_image_embeds, delims, target_codes)``: return :meth:`dual_loss` on ``input_ids`` as U.
 
         With ``input_ids=None`` only the images are embedded: returns :meth:`image_embeddings`'s ``(image_embeds,
-        quantizer output)`` (the mbaq stage quantizes a whole batch in one call, through its DDP wrapper, then runs
-        the language model on length chunks).
+        quantizer output)``, from ``images`` or from their ready ViT features ``vit`` ``(N, P, F)`` (the mbaq stage
+        quantizes a whole batch in one call, through its DDP wrapper, then runs the language model on length chunks).
         """
         if dual is not None:
             return self.dual_loss(input_ids, *dual)
         if input_ids is None:
-            if images is None:
-                raise ValueError("nothing to embed: pass input_ids, images, or both")
-            return self.image_embeddings(images, features)
+            if images is None and vit is None:
+                raise ValueError("nothing to embed: pass input_ids, images or vit")
+            return self.image_embeddings(images, features, vit=vit)
         q = probe_loss = None
         if images is not None:
             if image_embeds is not None:

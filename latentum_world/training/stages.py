@@ -204,13 +204,15 @@ class MBAQStage(UnderstandingStage):
     def compute_loss(self, wrapped, model, batch):
         """KL(continuous || quantized) of the answer tokens + ``vq_weight`` x the quantizer's own loss.
 
-        The quantizer runs once over the whole batch (its usage EMA, entropy term and dead-code restart pool are
-        per call and meant over a whole batch), through ``wrapped`` so DDP sees it; the frozen language model
+        The frozen ViT runs once for both feature kinds; the quantizer once over the whole batch (its usage EMA,
+        entropy term and dead-code restart pool are per call and meant over a whole batch), through ``wrapped``
+        so DDP sees it; the frozen language model
         then reads both feature kinds in ``stage.micro_batches`` length-sorted chunks (:func:`length_chunks`),
         each cut to its own longest row: the same loss as one padded pass, at about half the token slots."""
-        quantized, q = wrapped(None, images=batch["images"], features="quantized")  # (B, P, d): one image per row
-        with torch.no_grad():
-            continuous = model.extract_feature(batch["images"])  # (B, P, d)
+        with torch.no_grad():  # the frozen ViT, once for both feature kinds
+            vit = model.get_vit_feature(batch["images"])  # (B, P, F)
+            continuous = model.mlp1(vit)  # (B, P, d)
+        quantized, q = wrapped(None, vit=vit, features="quantized")  # (B, P, d): one image per row
         kl = 0.0
         for sub, share in length_chunks({**batch, "quantized": quantized, "continuous": continuous},
                                         int(self.sc.get("micro_batches", 1))):
