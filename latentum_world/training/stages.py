@@ -205,11 +205,11 @@ class MBAQStage(UnderstandingStage):
         """KL(continuous || quantized) of the answer tokens + ``vq_weight`` x the quantizer's own loss.
 
         The frozen ViT runs once for both feature kinds; the quantizer once over the whole batch (its usage EMA,
-        entropy term and dead-code restart pool are per call and meant over a whole batch), through ``wrapped``
-        so DDP sees it; the frozen language model
-        then reads both feature kinds in ``stage.micro_batches`` length-sorted chunks (:func:`length_chunks`),
-        each cut to its own longest row: the same loss as one padded pass, at about half the token slots."""
-        with torch.no_grad():  # the frozen ViT, once for both feature kinds
+        entropy term and dead-code restart pool are per call and meant over a whole batch), through ``wrapped`` so
+        DDP sees it; the frozen language model then reads both feature kinds in ``stage.micro_batches``
+        length-sorted chunks (:func:`length_chunks`), each cut to its own longest row: the same loss as one
+        padded pass, at about half the token slots."""
+        with torch.no_grad():
             vit = model.get_vit_feature(batch["images"])  # (B, P, F)
             continuous = model.mlp1(vit)  # (B, P, d)
         quantized, q = wrapped(None, vit=vit, features="quantized")  # (B, P, d): one image per row
