@@ -6,7 +6,10 @@ and the understanding branch's two yes/no answers (goal, hole) about the imagine
 Markov, so the context does not grow: every step costs the same.
 
 For each batch size the model is reset on real first frames of random held-out maps and stepped with random
-actions for ``--seconds``. The model's FLOPs per transition are counted with
+actions for ``--seconds``; as in the vector env, a row the model ends (goal or hole) restarts from a fresh real
+first frame before the next step (the restarts' encoding is timed too; the frames are rendered beforehand),
+and every row's start board drafts its read-outs (:mod:`latentum_world.world.draft`). Without restarts,
+ended rows would go on stepping from terminal states, where every step pays for the ``"both"`` check's read-out. The model's FLOPs per transition are counted with
 ``torch.utils.flop_counter.FlopCounterMode`` on one step (matmuls and attention, 2 FLOPs per multiply-add;
 elementwise work is not counted), and the machine's dense fp32 throughput is the rate of a loop of
 1024 x 1024 matmuls on the same thread count; ``utilisation`` = achieved FLOP/s / that rate.
@@ -18,8 +21,9 @@ elementwise work is not counted), and the machine's dense fp32 throughput is the
 batch size's ``warmup_seconds`` then includes the compilation its first steps trigger. ``--env-num-envs``
 also times whole env steps through ``gym.make_vec("LatentUM-VSP-v0", num_envs=N)`` (autoresets included).
 
-Without a model at ``--model`` it measures a freshly initialised model of the default config with its
-generation branch added (same shapes, so the same speed as a trained one; the JSON says which was used).
+``--model`` defaults to the bundled checkpoint, the env's default. ``--fresh`` measures a freshly initialised
+model of the default config with its generation branch instead: the same shapes, but its random yes/no
+answers do not end episodes the way a trained model's do, so its ``"both"`` read-out cost is not the real one.
 """
 
 from __future__ import annotations
@@ -36,10 +40,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from envs.vsp.maps import LEVELS, generate_map
 from envs.vsp.observation import model_renderer
-from latentum_world.world.model import LatentWorldModel
+from latentum_world.world.model import DEFAULT_FLAG_SOURCE, FLAG_SOURCES, LatentWorldModel
 from latentum_world.evaluation import write_json
 
-DEFAULT_MODEL = "runs/world/final"
+DEFAULT_MODEL = str(Path(__file__).resolve().parents[1] / "latentum_world" / "checkpoints" / "default")
 
 
 def fresh_model():
@@ -58,25 +62,28 @@ def fresh_model():
     return model.eval(), tok
 
 
-def load(path: str):
+def load(path: str | None):
+    """The model at ``path`` (which must have a generation branch), or a fresh default-config one when ``path`` is None."""
+    if path is None:
+        model, tok = fresh_model()
+        return model, tok, {"kind": "fresh", "path": None,
+                            "why": "--fresh: freshly initialised default config + generation branch"}
     p = Path(path)
-    if (p / "config.json").is_file() and (p / "model.safetensors").is_file():
-        from latentum_world.training.stages import load_model
+    if not ((p / "config.json").is_file() and (p / "model.safetensors").is_file()):
+        raise SystemExit(f"no model at {p} (config.json + model.safetensors); pass --model DIR, or --fresh")
+    from latentum_world.training.stages import load_model
 
-        model, tok = load_model(p)
-        if model.config.generation_branch:
-            return model.eval(), tok, {"kind": "trained", "path": str(p)}
-        reason = f"{p} has no generation branch"
-    else:
-        reason = f"no model at {p}"
-    model, tok = fresh_model()
-    return model, tok, {"kind": "fresh", "path": None, "why": f"{reason}: freshly initialised default config + generation branch"}
+    model, tok = load_model(p)
+    if not model.config.generation_branch:
+        raise SystemExit(f"{p} has no generation branch (train the gen and world stages)")
+    return model.eval(), tok, {"kind": "trained", "path": str(p)}
 
 
-def first_frames(batch: int, config, seed: int = 0) -> torch.Tensor:
+def first_frames(batch: int, config, seed: int = 0) -> tuple[torch.Tensor, list]:
+    """Real first frames ``(batch, S, S, 3)`` of random held-out maps (levels in turn), and the maps."""
     rng = np.random.default_rng(seed)
     maps = [generate_map(rng, LEVELS[i % len(LEVELS)]) for i in range(batch)]
-    return torch.from_numpy(np.stack([model_renderer(config, m.size).render(m, None) for m in maps]))
+    return torch.from_numpy(np.stack([model_renderer(config, m.size).render(m, None) for m in maps])), maps
 
 
 def sync(device: torch.device) -> None:
@@ -84,28 +91,54 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+class Restarts:
+    """A pool of real first frames (and their maps) that ended rows restart from, in order."""
+
+    def __init__(self, config, seed: int, size: int = 512):
+        self.images, self.maps = first_frames(size, config, seed)
+        self.next = 0
+
+    def take(self, n: int) -> tuple[torch.Tensor, list]:
+        idx = [(self.next + i) % len(self.maps) for i in range(n)]
+        self.next += n
+        return self.images[idx], [self.maps[i] for i in idx]
+
+
 def transitions_per_second(wm: LatentWorldModel, batch: int, seconds: float, min_steps: int = 3,
                            warmup_steps: int = 2) -> dict:
     gen = torch.Generator().manual_seed(batch)
-    wm.reset(first_frames(batch, wm.model.config))
+    images, maps = first_frames(batch, wm.model.config)
+    wm.reset(images, draft_boards=maps)
+    pool = Restarts(wm.model.config, seed=1000 + batch)
+
+    def step() -> int:
+        out = wm.step(torch.randint(4, (batch,), generator=gen))
+        ended = torch.nonzero(out.terminated).flatten()
+        if len(ended):
+            frames, starts = pool.take(len(ended))
+            wm.reset(frames, rows=ended, draft_boards=starts)
+        return len(ended)
+
     t0 = time.perf_counter()
     for _ in range(warmup_steps):  # warm-up (and, compiled, the compilation a new batch size triggers)
-        wm.step(torch.randint(4, (batch,), generator=gen))
+        step()
     sync(wm.device)
     warmup = time.perf_counter() - t0
-    steps, t0 = 0, time.perf_counter()
+    steps, restarts, t0 = 0, 0, time.perf_counter()
     while True:
-        wm.step(torch.randint(4, (batch,), generator=gen))
+        restarts += step()
         steps += 1
         sync(wm.device)
         elapsed = time.perf_counter() - t0
         if elapsed >= seconds and steps >= min_steps:
             break
     return {"batch_size": batch, "warmup_steps": warmup_steps, "warmup_seconds": warmup, "steps": steps,
-            "seconds": elapsed, "step_ms": 1000 * elapsed / steps, "transitions_per_second": batch * steps / elapsed}
+            "episodes_ended": restarts, "seconds": elapsed, "step_ms": 1000 * elapsed / steps,
+            "transitions_per_second": batch * steps / elapsed}
 
 
-def env_steps_per_second(path: str, num_envs: int, seconds: float, compile: bool, warmup_steps: int = 3) -> dict:
+def env_steps_per_second(path: str, num_envs: int, seconds: float, compile: bool, flags_from: str,
+                         warmup_steps: int = 3) -> dict:
     """The same through ``gym.make_vec("LatentUM-VSP-v0", num_envs=N)``, as a policy sees it: random actions,
     next-step autoreset of ended slots (a real start map rendered and encoded), observations as numpy."""
     import gymnasium as gym
@@ -113,7 +146,7 @@ def env_steps_per_second(path: str, num_envs: int, seconds: float, compile: bool
     import latentum_world  # noqa: F401  (registers the id)
 
     env = gym.make_vec("LatentUM-VSP-v0", num_envs=num_envs, vectorization_mode="vector_entry_point", model=path,
-                       compile=compile)
+                       compile=compile, flags_from=flags_from)
     rng = np.random.default_rng(num_envs)
     env.reset(seed=num_envs)
     t0 = time.perf_counter()
@@ -135,7 +168,7 @@ def env_steps_per_second(path: str, num_envs: int, seconds: float, compile: bool
 
 def flops_per_transition(wm: LatentWorldModel, batch: int = 1) -> dict:
     """FLOPs of one ``step`` at ``batch`` rows, divided by ``batch``; also the yes/no answers' share."""
-    wm.reset(first_frames(batch, wm.model.config))
+    wm.reset(first_frames(batch, wm.model.config)[0])
     with FlopCounterMode(display=False) as fc:
         wm.step(torch.zeros(batch, dtype=torch.long))
     total = fc.get_total_flops()
@@ -167,8 +200,10 @@ def matmul_flops_per_second(seconds: float, n: int = 1024, shape: tuple[int, int
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"world model directory (default {DEFAULT_MODEL}; "
-                        "falls back to a fresh default-config model)")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="world model directory (default: the bundled checkpoint)")
+    parser.add_argument("--fresh", action="store_true", help="measure a freshly initialised default-config model instead")
+    parser.add_argument("--flags-from", default=DEFAULT_FLAG_SOURCE, choices=FLAG_SOURCES,
+                        help=f"where reward and termination are read from (default {DEFAULT_FLAG_SOURCE!r}, the env's)")
     parser.add_argument("--batch-sizes", default="1,16,64", help="comma-separated (default 1,16,64)")
     parser.add_argument("--seconds", type=float, default=5.0, help="measuring time per batch size (default 5)")
     parser.add_argument("--matmul-seconds", type=float, default=3.0, help="measuring time of the matmul loop (default 3)")
@@ -186,14 +221,15 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
 
-    model, tok, source = load(args.model)
-    wm = LatentWorldModel(model, tok, compile=args.compile)
+    model, tok, source = load(None if args.fresh else args.model)
+    wm = LatentWorldModel(model, tok, compile=args.compile, flags_from=args.flags_from)
     c = model.config
     params = sum(p.numel() for p in model.parameters())
     print(f"model: {source['kind']} ({source.get('path') or source['why']}), {params / 1e6:.2f} M parameters, "
           f"{torch.get_num_threads()} threads")
 
-    flops = flops_per_transition(LatentWorldModel(model, tok))  # counted eagerly: the same ops either way
+    flops = flops_per_transition(LatentWorldModel(model, tok, flags_from="questions"))  # counted eagerly: the same ops
+    # either way; the "both" check's read-out (only for rows that say Yes) is not counted
     print(f"FLOPs per transition: {flops['flops'] / 1e6:.1f} M ({flops['imagination_flops'] / 1e6:.1f} M imagination, "
           f"{flops['answer_flags_flops'] / 1e6:.1f} M reward/termination answers)")
     peak = matmul_flops_per_second(args.matmul_seconds)
@@ -211,7 +247,7 @@ def main() -> None:
     for n in [int(x) for x in args.env_num_envs.split(",") if x]:
         if source["kind"] != "trained":
             parser.error("--env-num-envs needs a trained world model at --model")
-        r = env_steps_per_second(args.model, n, args.seconds, args.compile)
+        r = env_steps_per_second(args.model, n, args.seconds, args.compile, args.flags_from)
         env_rows.append(r)
         print(f"env num_envs {n:3d}: {r['env_steps_per_second']:8.1f} steps/s ({r['episodes_ended']} episodes ended "
               f"and autoreset); warm-up {r['warmup_seconds']:.1f} s")
@@ -223,6 +259,8 @@ def main() -> None:
         "config": {k: getattr(c, k) for k in ("image_size", "hidden_size", "num_layers", "num_heads", "mlp_size",
                                               "latent_positions", "num_codebooks", "codebook_size", "depth_layers")},
         "sampling": "greedy",
+        "flags_from": args.flags_from,
+        "restarts": "rows the model ends restart from fresh real first frames (timed); start boards draft the read-outs",
         "compiled": args.compile,
         "device": str(wm.device),
         "threads": torch.get_num_threads(),
@@ -230,7 +268,7 @@ def main() -> None:
                     "torch": torch.__version__, "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
         "note": args.note,
         "flops_per_transition": flops,
-        "flops_counted_by": "torch.utils.flop_counter.FlopCounterMode on one step at batch 1 (matmul/attention only)",
+        "flops_counted_by": "torch.utils.flop_counter.FlopCounterMode on one step at batch 1 (matmul/attention only; flags from the questions: the \"both\" check's read-out of rows that say Yes is not counted)",
         "matmul_peak": peak,
         "batches": {str(r["batch_size"]): r for r in rows},
         "env": {str(r["num_envs"]): r for r in env_rows},

@@ -143,7 +143,7 @@ def main(argv=None) -> None:
         now = torch.from_numpy(np.stack([data.image(m, last) for m, last in chunk]))
         nxt = [m.move(int(a)) for (m, _), a in zip(chunk, acts)]
         real_next = torch.from_numpy(np.stack([data.image(m, int(a)) for m, a in zip(nxt, acts)]))
-        codes_now = wm.reset(now)
+        codes_now = wm.reset(now, draft_boards=[m for m, _ in chunk])  # drafts: read-out speed only
         out = wm.step(torch.from_numpy(acts))
         imagined = out.codes  # (B, P, K)
         _, codes_next = wm.encode(real_next)
@@ -160,7 +160,7 @@ def main(argv=None) -> None:
         real_embeds = model.project_latents(codes_next)
         real_goal, real_hole = wm.answer_flags(real_embeds)
         if args.readout:
-            said, said_real = wm.read_board(), wm.read_board(real_embeds)
+            said, said_real = wm.read_board(), wm.read_board(real_embeds, draft_boards=nxt)
         for j, ((m_now, _), m) in enumerate(zip(chunk, nxt)):
             kind = transition_kind(m_now, m)
             by_transition[kind][0] += int(exact[j])

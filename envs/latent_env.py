@@ -144,7 +144,7 @@ class LatentUMVSPEnv(gym.Env):
         self.world = LatentWorldModel(self.model, self.tokenizer, self._sampling(), compile=getattr(self, "compile", False),
                                       flags_from=getattr(self, "flags_from", "questions"))
         if codes is not None:
-            self.world._set_state(embeds, codes, None)  # re-ingests the state: the same context as before
+            self.world._set_state(embeds, codes, None, new_episode=True, draft_boards=[self.real_map])  # re-ingests the state: the same context
 
     def _sampling(self) -> Sampling:
         if self.temperature == 0:
@@ -158,7 +158,7 @@ class LatentUMVSPEnv(gym.Env):
         self._generator.manual_seed(int(self.np_random.integers(2**63 - 1)))
         self.real_map, self.elapsed_steps = m, 0
         image = model_renderer(self.model.config, m.size).render(m)
-        codes = self.world.reset(torch.from_numpy(image)[None])
+        codes = self.world.reset(torch.from_numpy(image)[None], draft_boards=[m])  # the draft: speed only
         self._last = {"terminated": False}
         return codes_to_obs(self.model, codes, self.obs_type)[0], self._info()
 

@@ -93,7 +93,7 @@ class LatentUMVSPVectorEnv(VectorEnv):
                 raise ValueError(f"expected {self.num_envs} seeds, got {len(seeds)}")
             self._rngs = [seeding.np_random(s)[0] for s in seeds]
         images = np.stack([self._start(i, options) for i in range(self.num_envs)])
-        codes = self.world.reset(torch.from_numpy(images))
+        codes = self.world.reset(torch.from_numpy(images), draft_boards=list(self.real_maps))  # drafts: speed only
         zeros = np.zeros(self.num_envs)
         return codes_to_obs(self.model, codes, self.obs_type), self._infos(zeros, zeros)
 
@@ -110,7 +110,8 @@ class LatentUMVSPVectorEnv(VectorEnv):
         active = np.flatnonzero(~self._ended)
         if len(restart):
             images = np.stack([self._start(int(i), None) for i in restart])
-            self.world.reset(torch.from_numpy(images), rows=torch.from_numpy(restart))
+            self.world.reset(torch.from_numpy(images), rows=torch.from_numpy(restart),
+                             draft_boards=[self.real_maps[i] for i in restart])
         if len(active):
             out = self.world.step(torch.from_numpy(actions[active]), rows=torch.from_numpy(active))
             rewards[active] = out.reward.cpu().numpy()

@@ -135,8 +135,8 @@ def recording_world_model(model, tokenizer, sampling):
             super().__init__(*a, **kw)
             self.batches: list[RecordedBatch] = []
 
-        def reset(self, images, rows=None):
-            codes = super().reset(images, rows)
+        def reset(self, images, rows=None, draft_boards=None):
+            codes = super().reset(images, rows, draft_boards)
             if rows is None:
                 self.batches.append(RecordedBatch(codes))
             return codes

@@ -62,7 +62,7 @@ class Oracle(LatentWorldModel):
         super().__init__(model, tok)
         self.starts, self.next, self.lie = [s.map for s in starts], 0, lie
 
-    def reset(self, images, rows=None):
+    def reset(self, images, rows=None, draft_boards=None):
         self.maps = self.starts[self.next : self.next + len(images)]
         self.next += len(images)
         assert self.next <= len(self.starts)
@@ -88,7 +88,7 @@ class Oracle(LatentWorldModel):
         codes = [np.frombuffer(hashlib.sha256(img.numpy().tobytes()).digest(), np.uint8)[: P * K] % size for img in images]
         return None, torch.from_numpy(np.stack(codes).astype(np.int64)).view(-1, P, K)
 
-    def read_board(self, state_embeds=None, max_new_tokens=100):
+    def read_board(self, state_embeds=None, max_new_tokens=100, draft_boards=None):
         rows = state_embeds[:, 0, 0].long().tolist()
         return [None if self.lie else self.maps[i] for i in rows]
 

@@ -263,7 +263,7 @@ def rollout_batch(world_model, starts: list[StartState], first_index: int, resul
     config = wm.model.config
     maps = [s.map for s in starts]
     rngs = [action_rng(results.seed, first_index + i) for i in range(len(starts))]
-    wm.reset(_images(maps, [None] * len(maps), config))
+    wm.reset(_images(maps, [None] * len(maps), config), draft_boards=maps)  # start boards draft the read-outs (speed only)
     running = [not m.terminal for m in maps]  # a start on the goal or in a hole has nothing to imagine
     for depth in range(1, horizon + 1):
         if not any(running):
@@ -284,7 +284,7 @@ def rollout_batch(world_model, starts: list[StartState], first_index: int, resul
             kept = wm.read_board()
             boards = [kept[i] for i in rows]
         else:
-            boards = wm.read_board(wm.state_embeds[idx])
+            boards = wm.read_board(wm.state_embeds[idx], draft_boards=[starts[i].map for i in rows])
         eq = out.codes[idx].to(real_codes.device) == real_codes  # (n, P, K)
         pos_ok, code_ok = eq.all(-1).sum(-1).tolist(), eq.sum((-1, -2)).tolist()
         p, k = eq.shape[1], eq.shape[2]

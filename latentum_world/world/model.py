@@ -13,16 +13,18 @@ and a batch row can be reset on its own.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 
-from envs.vsp.formats import VSPFormatError, parse_table
+from envs.vsp.formats import VSPFormatError, parse_table, to_table
 from envs.vsp.maps import ACTION_LETTERS, VSPMap
 from latentum_world.data.prompts import flag_answer, in_hole_question, on_goal_question, table_question
 from latentum_world.model.compiled import CompiledImagination, ingest_functions
 from latentum_world.model.depth_head import Sampling
-from latentum_world.model.generation import generate_state, image_block_ids
+from latentum_world.model.generation import generate_state
 from latentum_world.model.language import KVCache
+from latentum_world.world.draft import draft_greedy_decode
 
 
 FLAG_SOURCES = ("questions", "readout", "both")  # where reward and termination are read from (LatentWorldModel's flags_from)
@@ -142,6 +144,8 @@ class LatentWorldModel:
         self.state_embeds: torch.Tensor | None = None  # (B, P, d): what the current state's image slots hold
         self.codes: torch.Tensor | None = None  # (B, P, K)
         self._boards: list = []  # per row: the current state's read-out once decoded (False: not decoded yet)
+        self._draft_boards: list = []  # per row: the board that drafts its read-outs, or None (see reset)
+        self._draft_cache: dict = {}  # board -> its player-less table's token ids (see _draft_tokens)
 
     # ------------------------------------------------------------------ states
     @torch.no_grad()
@@ -151,33 +155,52 @@ class LatentWorldModel:
         return self.model.mlp1(vit), self.model.quantizer.encode(vit)
 
     @torch.no_grad()
-    def reset(self, images: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
-        """Start (all rows, or the rows in ``rows``) from real frames; returns their codes ``(n, P, K)``."""
+    def reset(self, images: torch.Tensor, rows: torch.Tensor | None = None,
+              draft_boards: Sequence[VSPMap | None] | None = None) -> torch.Tensor:
+        """Start (all rows, or the rows in ``rows``) from real frames; returns their codes ``(n, P, K)``.
+
+        :param draft_boards: optional, one per row started: a board (e.g. the map the frame was rendered
+            from) whose table, drawn without the player, drafts this episode's read-outs
+            (:mod:`latentum_world.world.draft`). Speed only: every read-out, and so every reward and
+            termination, is the model's own greedy text whatever the draft; a board unlike the imagined
+            one only costs forwards."""
         embeds, codes = self.encode(images)
-        self._set_state(embeds, codes, rows)
+        self._set_state(embeds, codes, rows, new_episode=True, draft_boards=draft_boards)
         return codes
 
     @torch.no_grad()
-    def set_codes(self, codes: torch.Tensor, rows: torch.Tensor | None = None) -> None:
-        """Start from latent states (e.g. a saved imagination)."""
+    def set_codes(self, codes: torch.Tensor, rows: torch.Tensor | None = None,
+                  draft_boards: Sequence[VSPMap | None] | None = None) -> None:
+        """Start from latent states (e.g. a saved imagination); ``draft_boards`` as in :meth:`reset`."""
         codes = codes.to(self.device)
-        self._set_state(self.model.project_latents(codes), codes, rows)
+        self._set_state(self.model.project_latents(codes), codes, rows, new_episode=True, draft_boards=draft_boards)
 
     def _set_state(self, embeds: torch.Tensor, codes: torch.Tensor, rows: torch.Tensor | None,
-                   cache: KVCache | None = None) -> None:
+                   cache: KVCache | None = None, new_episode: bool = False,
+                   draft_boards: Sequence[VSPMap | None] | None = None) -> None:
+        """New states for all rows or ``rows``. ``new_episode``: their read-out drafts become ``draft_boards``
+        (one per new state; ``None``: no draft); otherwise (a step) each row keeps its episode's draft."""
+        n = len(codes)
+        if draft_boards is not None and (not new_episode or len(draft_boards) != n):
+            raise ValueError(f"draft_boards must hold one board (or None) per started row: {n}, got {len(draft_boards)}"
+                             if new_episode else "draft_boards are set by reset() / set_codes() only")
         if cache is None:
             cache = KVCache(self.model.config.num_layers)
             self._image(self.model, cache, embeds)  # (n rows, P + 2 positions)
         if rows is None:
             self.state_embeds, self.codes, self.cache = embeds, codes, cache
-            self._boards = [False] * len(codes)
+            self._boards = [False] * n
+            if new_episode or len(self._draft_boards) != n:
+                self._draft_boards = list(draft_boards) if draft_boards is not None else [None] * n
         else:
             rows = torch.as_tensor(rows, device=self.device)
             self.state_embeds = self.state_embeds.index_copy(0, rows, embeds)
             self.codes = self.codes.index_copy(0, rows, codes)
             self.cache.assign(rows, cache)
-            for r in rows.tolist():
+            for j, r in enumerate(rows.tolist()):
                 self._boards[r] = False
+                if new_episode:
+                    self._draft_boards[r] = None if draft_boards is None else draft_boards[j]
 
     # ------------------------------------------------------------------ dynamics
     @torch.no_grad()
@@ -202,8 +225,9 @@ class LatentWorldModel:
         fresh = KVCache(self.model.config.num_layers)
         self._image(self.model, fresh, embeds)  # s_t+1 re-ingested by the understanding branch: the next context
         boards = None
+        stepped = list(range(len(codes))) if rows is None else rows.tolist()  # the stepped rows' indices
         if self.flags_from == "readout":  # the model's own table read-out: "%" on the goal, "!" in a hole
-            boards = self._decode_boards(embeds, READOUT_TOKENS)
+            boards = self._decode_boards(embeds, READOUT_TOKENS, [self._draft_boards[i] for i in stepped])
             p_goal = torch.tensor([float(b is not None and b.on_goal) for b in boards], device=self.device)
             p_hole = torch.tensor([float(b is not None and b.in_hole) for b in boards], device=self.device)
         else:
@@ -212,13 +236,14 @@ class LatentWorldModel:
         if self.flags_from == "both":  # every Yes must be confirmed by the read-out's player piece (those rows only)
             asked = torch.nonzero(goal | hole).flatten()
             pieces = [None] * len(codes)
-            for i, piece in zip(asked.tolist(), self._player_pieces(embeds[asked]) if len(asked) else []):
+            drafts = [self._draft_boards[stepped[i]] for i in asked.tolist()]
+            for i, piece in zip(asked.tolist(), self._player_pieces(embeds[asked], drafts) if len(asked) else []):
                 pieces[i] = piece
             goal = goal & torch.tensor([p == "%" for p in pieces], device=self.device)
             hole = hole & torch.tensor([p == "!" for p in pieces], device=self.device)
         self._set_state(embeds, codes, rows, fresh)
         if boards is not None:  # kept: the env's info["board"] is the same read-out
-            for r, b in zip(range(len(codes)) if rows is None else rows.tolist(), boards):
+            for r, b in zip(stepped, boards):
                 self._boards[r] = b
         return WorldStep(codes, goal.float(), goal | hole, p_goal, p_hole)
 
@@ -229,54 +254,73 @@ class LatentWorldModel:
         return self.flag_questions(state_embeds, cache)
 
     @torch.no_grad()
-    def read_board(self, state_embeds: torch.Tensor | None = None, max_new_tokens: int = READOUT_TOKENS) -> list[VSPMap | None]:
+    def read_board(self, state_embeds: torch.Tensor | None = None, max_new_tokens: int = READOUT_TOKENS,
+                   draft_boards: Sequence[VSPMap | None] | None = None) -> list[VSPMap | None]:
         """The model's VSP-table read-out of each state (``None`` where the text is not a valid board): of
-        ``state_embeds`` ``(B, P, d)``, or of the current states (decoded once per state and kept, with the
-        default ``max_new_tokens``)."""
-        if state_embeds is not None or max_new_tokens != READOUT_TOKENS:
-            return self._decode_boards(self.state_embeds if state_embeds is None else state_embeds, max_new_tokens)
-        if self.codes is None:
+        ``state_embeds`` ``(B, P, d)`` (``draft_boards``: one draft board or ``None`` per state, see
+        :meth:`reset`), or of the current states (each row drafted by its episode's board; decoded once per
+        state and kept, with the default ``max_new_tokens``)."""
+        if state_embeds is None and self.codes is None:
             raise RuntimeError("call reset() first")
+        if state_embeds is not None or max_new_tokens != READOUT_TOKENS:
+            if state_embeds is None:
+                state_embeds, draft_boards = self.state_embeds, self._draft_boards
+            return self._decode_boards(state_embeds, max_new_tokens, draft_boards)
         missing = [i for i, b in enumerate(self._boards) if b is False]
         if missing:
             rows = torch.tensor(missing, device=self.device)
-            for i, b in zip(missing, self._decode_boards(self.state_embeds[rows], max_new_tokens)):
+            drafts = [self._draft_boards[i] for i in missing]
+            for i, b in zip(missing, self._decode_boards(self.state_embeds[rows], max_new_tokens, drafts)):
                 self._boards[i] = b
         return list(self._boards)
 
     @torch.no_grad()
-    def _player_pieces(self, embeds: torch.Tensor) -> list[str | None]:
+    def _player_pieces(self, embeds: torch.Tensor, draft_boards: Sequence[VSPMap | None] | None = None) -> list[str | None]:
         """The player's symbol (``@``, ``%`` or ``!``) in the model's table read-out of each state ``(n, P, d)``,
-        decoding greedily only until every row has written it (``None``: the read-out ended, or ran out of
-        budget, without one). The same text as :meth:`read_board`'s up to that token; through the compiled
-        ingest functions when the model was built with ``compile=True``."""
+        decoding greedily only until each row has written it (``None``: the read-out ended, or ran out of
+        budget, without one). The same text as :meth:`read_board`'s up to that token. ``draft_boards``
+        (one board or ``None`` per row): their player-less tables are checked as drafts, several tokens per
+        forward (:func:`~latentum_world.world.draft.draft_greedy_decode`); plain one-token steps go through
+        the compiled ingest function when the model was built with ``compile=True``."""
+        eos = self.model.config.eos_token_id
+        texts = self._read_out(embeds, draft_boards, lambda t: t in self.player_piece_ids or t == eos, READOUT_TOKENS)
+        return [self.player_piece_ids.get(t[-1]) for t in texts]
+
+    def _read_out(self, embeds: torch.Tensor, draft_boards: Sequence[VSPMap | None] | None, stop,
+                  max_new_tokens: int) -> list[list[int]]:
+        """The table read-out's tokens for states ``(n, P, d)`` (``<img> s </img>`` + the table question, then
+        greedy decoding, drafted by ``draft_boards``), each row up to its first ``stop`` token (included)."""
         n = embeds.shape[0]
+        if draft_boards is not None and len(draft_boards) != n:
+            raise ValueError(f"draft_boards must hold one board (or None) per state: {n}, got {len(draft_boards)}")
+        if n == 0:
+            return []
         cache = KVCache(self.model.config.num_layers)
         self._image(self.model, cache, embeds)
         h = self._text(self.model, cache, self.table_prompt[None].expand(n, -1))[:, -1]  # (n, d)
-        found: list[str | None] = [None] * n
-        pending = torch.ones(n, dtype=torch.bool, device=self.device)
-        for _ in range(READOUT_TOKENS):
-            nxt = self.model.lm_head(h).argmax(-1)  # (n,)
-            for i in torch.nonzero(pending).flatten().tolist():
-                t = int(nxt[i])
-                if t in self.player_piece_ids:
-                    found[i], pending[i] = self.player_piece_ids[t], False
-                elif t == self.model.config.eos_token_id:
-                    pending[i] = False
-            if not bool(pending.any()):
-                break
-            h = self._text(self.model, cache, nxt[:, None])[:, -1]
-        return found
+        drafts = [None if m is None else self._draft_tokens(m) for m in (draft_boards or [None] * n)]
+        return draft_greedy_decode(self.model, cache, h, drafts, stop, max_new_tokens,
+                                   step_fn=lambda c, ids: self._text(self.model, c, ids))
 
-    def _decode_boards(self, embeds: torch.Tensor, max_new_tokens: int) -> list[VSPMap | None]:
-        b = embeds.shape[0]
-        ids = torch.cat([image_block_ids(self.model, b, self.device), self.table_prompt[None].expand(b, -1)], dim=1)
-        out = self.model.generate_text(ids, torch.ones_like(ids), image_embeds=embeds, max_new_tokens=max_new_tokens)
+    def _draft_tokens(self, board: VSPMap) -> list[int]:
+        """Token ids of ``board``'s VSP table without the player (the read-out's draft), cached per board."""
+        key = (board.size, board.goal, board.holes)
+        if key not in self._draft_cache:
+            if len(self._draft_cache) > 4096:
+                self._draft_cache.clear()
+            self._draft_cache[key] = self.tok.encode_text(to_table(board, player=False))
+        return self._draft_cache[key]
+
+    @torch.no_grad()
+    def _decode_boards(self, embeds: torch.Tensor, max_new_tokens: int,
+                       draft_boards: Sequence[VSPMap | None] | None = None) -> list[VSPMap | None]:
+        """Greedy table read-outs of states ``(n, P, d)``, each checked against its draft board's table."""
+        eos = self.model.config.eos_token_id
+        texts = self._read_out(embeds, draft_boards, lambda t: t == eos, max_new_tokens)
         boards: list[VSPMap | None] = []
-        for seq in out:
+        for seq in texts:
             try:
-                boards.append(parse_table(self.tok.decode_text(seq)))
+                boards.append(parse_table(self.tok.decode_text(seq[:-1] if seq and seq[-1] == eos else seq)))
             except (VSPFormatError, ValueError):
                 boards.append(None)
         return boards
