@@ -8,7 +8,7 @@ Markov, so the context does not grow: every step costs the same.
 For each batch size the model is reset on real first frames of random held-out maps and stepped with random
 actions for ``--seconds``; as in the vector env, a row the model ends (goal or hole) restarts from a fresh real
 first frame before the next step (the restarts' encoding is timed too; the frames are rendered beforehand),
-and every row's start board drafts its read-outs (:mod:`latentum_world.world.draft`). Without restarts,
+and every row's start board drafts its read-outs (:mod:`latentum_world.model.draft`). Without restarts,
 ended rows would go on stepping from terminal states, where every step pays for the ``"both"`` check's read-out. The model's FLOPs per transition are counted with
 ``torch.utils.flop_counter.FlopCounterMode`` on one step (matmuls and attention, 2 FLOPs per multiply-add;
 elementwise work is not counted), and the machine's dense fp32 throughput is the rate of a loop of
@@ -236,7 +236,7 @@ def main() -> None:
     print(f"dense fp32 matmul 1024^3: {peak['flops_per_second'] / 1e9:.1f} GFLOP/s")
     rows = []
     for b in batches:
-        r = transitions_per_second(wm, b, args.seconds, warmup_steps=3 if args.compile else 2)
+        r = transitions_per_second(wm, b, args.seconds, warmup_steps=20 if args.compile else 2)  # compiled: past the recompiles of the first restarts
         r["achieved_flops_per_second"] = r["transitions_per_second"] * flops["flops"]
         r["utilisation"] = r["achieved_flops_per_second"] / peak["flops_per_second"]
         rows.append(r)
@@ -247,7 +247,8 @@ def main() -> None:
     for n in [int(x) for x in args.env_num_envs.split(",") if x]:
         if source["kind"] != "trained":
             parser.error("--env-num-envs needs a trained world model at --model")
-        r = env_steps_per_second(args.model, n, args.seconds, args.compile, args.flags_from)
+        r = env_steps_per_second(args.model, n, args.seconds, args.compile, args.flags_from,
+                                 warmup_steps=20 if args.compile else 3)
         env_rows.append(r)
         print(f"env num_envs {n:3d}: {r['env_steps_per_second']:8.1f} steps/s ({r['episodes_ended']} episodes ended "
               f"and autoreset); warm-up {r['warmup_seconds']:.1f} s")

@@ -1,4 +1,4 @@
-"""Draft-checked greedy decoding (``latentum_world/world/draft.py``) emits exactly the plain greedy tokens,
+"""Draft-checked greedy decoding (``latentum_world/model/draft.py``) emits exactly the plain greedy tokens,
 whatever the draft, and a right draft saves the sequential forwards."""
 
 import numpy as np
@@ -9,7 +9,7 @@ from envs.vsp.maps import LEVELS, VSPMap, generate_map
 from latentum_world.model.config import LatentUMConfig
 from latentum_world.model.language import KVCache
 from latentum_world.model.modeling import LatentUMModel
-from latentum_world.world.draft import draft_greedy_decode
+from latentum_world.model.draft import draft_greedy_decode
 from tests.tiny import TINY
 
 
@@ -116,3 +116,40 @@ def test_bundled_read_outs_are_the_same_with_or_without_drafts():
         wm.read_board(embeds, draft_boards=maps[:3])
     with pytest.raises(ValueError, match="one board"):
         wm.reset(torch.zeros(2, 128, 128, 3, dtype=torch.uint8), draft_boards=[VSPMap(3, (0, 0), (1, 1))])
+
+
+@torch.no_grad()
+def test_generate_text_with_drafts_equals_without(tiny_model):
+    """``generate_text(drafts=)``: left-padded prompts, any drafts, short and long budgets, same answers."""
+    model = tiny_model
+    gen = torch.Generator().manual_seed(4)
+    ids = torch.randint(5, 40, (5, 6), generator=gen)
+    mask = torch.ones_like(ids)
+    mask[1, :2] = 0  # left padding
+    mask[3, :4] = 0
+    for budget in (1, 3, 25):
+        ref = model.generate_text(ids, mask, max_new_tokens=budget)
+        drafts = [ref[0] + [1], None, torch.randint(0, 40, (30,), generator=gen).tolist(), [], ref[4][:2]]
+        assert model.generate_text(ids, mask, max_new_tokens=budget, drafts=drafts) == ref
+    with pytest.raises(ValueError, match="one draft"):
+        model.generate_text(ids, mask, drafts=[None])
+
+
+def test_answers_drafted_by_the_reference_are_the_models_own():
+    """``answer(draft=True)`` on the bundled model: the same table read-outs as plain decoding, right or wrong,
+    when the reference answers are right and when they are another board's."""
+    from latentum_world.data.prompts import table_question
+    from latentum_world.data.understanding import Example, UnderstandingData
+    from latentum_world.evaluation.answers import answer
+    from latentum_world.world.loading import load_world_model
+
+    model, tok = load_world_model()
+    data = UnderstandingData(image_size=model.config.image_size, cell_pixels=model.config.cell_pixels)
+    rng = np.random.default_rng(9)
+    states = [data.random_state(rng, level=lv) for lv in LEVELS for _ in range(2)]
+    images = [data.image(m, last) for m, last in states]
+    right = [Example(img, table_question(m)[0], table_question(m)[1], "table", m) for img, (m, _) in zip(images, states)]
+    wrong = [Example(ex.image, ex.question, right[(i + 3) % len(right)].answer, "table") for i, ex in enumerate(right)]
+    plain = answer(model, tok, right)
+    assert answer(model, tok, right, draft=True) == plain == answer(model, tok, wrong, draft=True)
+    assert sum(p == ex.answer for p, ex in zip(plain, right)) >= len(right) - 1  # (real read-outs, mostly right)

@@ -21,15 +21,20 @@ DEFAULT_TASK3 = "ranked"
 
 @torch.no_grad()
 def answer(model, tokenizer, examples: list[Example], features: str = "continuous", batch_size: int = 64,
-           max_new_tokens: int = 200) -> list[str]:
-    """Greedy answers to ``examples`` (their ``answer`` fields are ignored)."""
+           max_new_tokens: int = 200, draft: bool = False) -> list[str]:
+    """Greedy answers to ``examples``. Their ``answer`` fields are ignored, except with ``draft``: each
+    reference answer is then checked as a draft (:func:`~latentum_world.model.draft.draft_greedy_decode`), which
+    makes long answers such as whole tables one forward where the model agrees; the answers are the model's
+    own greedy tokens either way."""
     device = next(model.parameters()).device
+    eos = model.config.eos_token_id
     out: list[str] = []
     for i in range(0, len(examples), batch_size):
         chunk = examples[i : i + batch_size]
         b = collate(tokenizer, chunk, model.config.latent_positions, with_answers=False, left_pad=True)
+        drafts = [tokenizer.encode_text(ex.answer) + [eos] for ex in chunk] if draft else None
         ids = model.generate_text(b["input_ids"].to(device), b["attention_mask"].to(device), images=b["images"].to(device),
-                                  features=features, max_new_tokens=max_new_tokens)
+                                  features=features, max_new_tokens=max_new_tokens, drafts=drafts)
         out.extend(tokenizer.decode_text(x) for x in ids)
     return out
 

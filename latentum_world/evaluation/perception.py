@@ -19,6 +19,8 @@ or MBAQ-quantized image features:
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,7 +150,7 @@ def answer_all(model, tokenizer, examples: list[Example], features: str, batch_s
                quiet: bool = False, task3: str = DEFAULT_TASK3) -> list[str]:
     """Greedy answers in ``examples`` order, batched by prompt length (less padding), with a progress bar;
     task3 items by ``task3``'s protocol (:data:`~latentum_world.evaluation.answers.TASK3_PROTOCOLS`)."""
-    respond = answer
+    respond = functools.partial(answer, draft=True)  # reference answers draft the decoding: speed only
     if task3 == "ranked" and examples and all(ex.task == "task3" for ex in examples):
         respond = ranked_choices
     order = sorted(range(len(examples)), key=lambda i: len(examples[i].question))

@@ -20,6 +20,7 @@ from transformers import PreTrainedModel
 from latentum_world.model.config import LatentUMConfig
 from latentum_world.model.depth_head import DepthHead
 from latentum_world.model.dual_sequence import dual_attention, dual_positions
+from latentum_world.model.draft import draft_greedy_decode
 from latentum_world.model.language import KVCache, LanguageModel, RMSNorm
 from latentum_world.model.mbaq import MBAQOutput, MBAQuantizer
 from latentum_world.model.probe import VisionProbe
@@ -237,20 +238,31 @@ class LatentUMModel(PreTrainedModel):
         image_embeds: torch.Tensor | None = None,
         features: str = "continuous",
         max_new_tokens: int = 96,
+        drafts: list[list[int] | None] | None = None,
     ) -> list[list[int]]:
-        """Greedy answers for LEFT-padded prompts ``(B, T)``; returns each answer's ids up to (not including) ``<eos>``."""
+        """Greedy answers for LEFT-padded prompts ``(B, T)``; returns each answer's ids up to (not including) ``<eos>``.
+
+        ``drafts`` (per row: guessed answer ids, or ``None``) are checked several tokens per forward
+        (:func:`~latentum_world.model.draft.draft_greedy_decode`): faster where they are right, and the
+        answers are the same greedy tokens whatever the drafts."""
         if images is not None:
             image_embeds, _ = self.image_embeddings(images, features)
         cache = KVCache(self.config.num_layers)
         x = self.embed(input_ids, image_embeds)
         h = self.language_model(x, attention_mask, cache=cache)
-        nxt = self.lm_head(h[:, -1]).argmax(-1)  # (B,)
+        eos = self.config.eos_token_id
         b = input_ids.shape[0]
+        if drafts is not None:
+            if len(drafts) != b:
+                raise ValueError(f"drafts must hold one draft (or None) per row: {b}, got {len(drafts)}")
+            out = draft_greedy_decode(self, cache, h[:, -1], drafts, lambda t: t == eos, max_new_tokens + 1)
+            return [seq[:-1] if seq[-1] == eos else seq[:max_new_tokens] for seq in out]
+        nxt = self.lm_head(h[:, -1]).argmax(-1)  # (B,)
         done = torch.zeros(b, dtype=torch.bool, device=input_ids.device)
         out: list[list[int]] = [[] for _ in range(b)]
         ones = torch.ones(b, 1, dtype=attention_mask.dtype, device=input_ids.device)
         for _ in range(max_new_tokens):
-            done |= nxt == self.config.eos_token_id
+            done |= nxt == eos
             for i in torch.nonzero(~done).flatten().tolist():
                 out[i].append(int(nxt[i]))
             if bool(done.all()):

@@ -91,6 +91,6 @@ class LangStage(UnderstandingStage):
         examples = self.eval_examples()
         results = {}
         for features in ("projected", "continuous"):
-            acc = accuracy_by_kind(examples, answer(model, self.tokenizer, examples, features=features))
+            acc = accuracy_by_kind(examples, answer(model, self.tokenizer, examples, features=features, draft=True))
             results.update({f"{features}/acc_{k}": v for k, v in acc.items()})
         return results

@@ -164,7 +164,7 @@ class VLMStage(UnderstandingStage):
 
     def evaluate(self, model) -> dict:
         examples = self.eval_examples()
-        acc = accuracy_by_kind(examples, answer(model, self.tokenizer, examples))
+        acc = accuracy_by_kind(examples, answer(model, self.tokenizer, examples, draft=True))  # drafts: speed only
         return {f"acc_{k}": v for k, v in acc.items()}
 
 
@@ -237,7 +237,7 @@ class MBAQStage(UnderstandingStage):
         examples = self.eval_examples()
         results = {}
         for features in ("continuous", "quantized"):
-            acc = accuracy_by_kind(examples, answer(model, self.tokenizer, examples, features=features))
+            acc = accuracy_by_kind(examples, answer(model, self.tokenizer, examples, features=features, draft=True))
             results.update({f"{features}/acc_{k}": v for k, v in acc.items()})
         images = torch.from_numpy(np.stack([ex.image for ex in examples])).to(next(model.parameters()).device)
         with torch.no_grad():

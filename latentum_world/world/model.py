@@ -24,7 +24,7 @@ from latentum_world.model.compiled import CompiledImagination, ingest_functions
 from latentum_world.model.depth_head import Sampling
 from latentum_world.model.generation import generate_state
 from latentum_world.model.language import KVCache
-from latentum_world.world.draft import draft_greedy_decode
+from latentum_world.model.draft import draft_greedy_decode
 
 
 FLAG_SOURCES = ("questions", "readout", "both")  # where reward and termination are read from (LatentWorldModel's flags_from)
@@ -161,7 +161,7 @@ class LatentWorldModel:
 
         :param draft_boards: optional, one per row started: a board (e.g. the map the frame was rendered
             from) whose table, drawn without the player, drafts this episode's read-outs
-            (:mod:`latentum_world.world.draft`). Speed only: every read-out, and so every reward and
+            (:mod:`latentum_world.model.draft`). Speed only: every read-out, and so every reward and
             termination, is the model's own greedy text whatever the draft; a board unlike the imagined
             one only costs forwards."""
         embeds, codes = self.encode(images)
@@ -280,7 +280,7 @@ class LatentWorldModel:
         decoding greedily only until each row has written it (``None``: the read-out ended, or ran out of
         budget, without one). The same text as :meth:`read_board`'s up to that token. ``draft_boards``
         (one board or ``None`` per row): their player-less tables are checked as drafts, several tokens per
-        forward (:func:`~latentum_world.world.draft.draft_greedy_decode`); plain one-token steps go through
+        forward (:func:`~latentum_world.model.draft.draft_greedy_decode`); plain one-token steps go through
         the compiled ingest function when the model was built with ``compile=True``."""
         eos = self.model.config.eos_token_id
         texts = self._read_out(embeds, draft_boards, lambda t: t in self.player_piece_ids or t == eos, READOUT_TOKENS)
