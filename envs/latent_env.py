@@ -17,7 +17,9 @@ imagined latents (no pixels), says whether the player is on the goal or in a hol
 
 ## Rewards
 1 when the model says the player is on the goal, else 0 (by default its yes/no answer confirmed by its
-board read-out; see ``flags_from``).
+board read-out; see ``flags_from``). The real start map is handed to the model only as a *draft* for that
+read-out (:mod:`latentum_world.model.draft`): it decides how many tokens are checked per forward, never
+which tokens the model writes.
 
 ## Episode end
 Terminated when the model says the player is on the goal or in a hole; truncated after
