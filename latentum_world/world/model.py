@@ -237,7 +237,7 @@ class LatentWorldModel:
             asked = torch.nonzero(goal | hole).flatten()
             pieces = [None] * len(codes)
             drafts = [self._draft_boards[stepped[i]] for i in asked.tolist()]
-            for i, piece in zip(asked.tolist(), self._player_pieces(embeds[asked], drafts) if len(asked) else []):
+            for i, piece in zip(asked.tolist(), self._player_pieces(embeds[asked], drafts)):  # (none asked: no decoding)
                 pieces[i] = piece
             goal = goal & torch.tensor([p == "%" for p in pieces], device=self.device)
             hole = hole & torch.tensor([p == "!" for p in pieces], device=self.device)
