@@ -130,6 +130,13 @@ def test_eval_decoder(world_dir, tmp_path, capsys):
     assert set(result["per_level"]) == {"3", "4", "5", "6", "7", "8"} and result["overall"]["n"] == 12
     assert 0 < result["overall"]["psnr_db"] < 100
     assert 0 <= result["overall"]["readout_decoded"] <= 1 and 0 <= result["overall"]["readout_real"] <= 1
+    overall, levels = result["overall"], result["per_level"].values()
+    assert overall["decoder_misses"] == sum(r["decoder_misses"] for r in levels)
+    # the decoder's own misses are decoded misreads of states whose real image reads right: at least the
+    # difference in misreads, at most all decoded misreads
+    n = overall["n"]
+    misses_dec, misses_real = round(n * (1 - overall["readout_decoded"])), round(n * (1 - overall["readout_real"]))
+    assert max(0, misses_dec - misses_real) <= overall["decoder_misses"] <= misses_dec
     assert "PSNR dB" in capsys.readouterr().out
     a = np.zeros((4, 4, 3), np.uint8)
     assert psnr_db(a, a) == float("inf") and abs(psnr_db(a, a + 255) - 0.0) < 1e-9

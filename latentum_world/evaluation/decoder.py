@@ -6,7 +6,9 @@ in a hole, and the elf facing any way): the real image's MBAQ codes are decoded 
 decoder beside the model; PSNR is measured against the real image, and the decoded image is then
 re-encoded as an OBSERVED image (continuous features) and read out as a VSP table by the
 understanding branch (exact match with the real board). The same read-out on the real images is the
-reference.
+reference. A decoded miss on a state whose real image is read right is the decoder's own miss
+(``decoder_misses``); the rest are states the model misreads from the real image too, which no decoder
+of this model can fix.
 """
 
 from __future__ import annotations
@@ -38,10 +40,11 @@ class DecoderResults:
         return {"model": self.model, "overall": self.overall, "per_level": {str(k): v for k, v in self.per_level.items()}}
 
     def format_table(self) -> str:
-        rows = [f"model: {self.model}", "", "level    n  PSNR dB  read-out decoded  read-out real", "-" * 52]
+        rows = [f"model: {self.model}", "",
+                "level    n  PSNR dB  read-out decoded  read-out real  decoder's own misses", "-" * 74]
         for lv, r in [*self.per_level.items(), ("overall", self.overall)]:
             rows.append(f"{lv!s:7s} {int(r['n']):4d}  {r['psnr_db']:7.2f}  {100 * r['readout_decoded']:15.1f}%"
-                        f"  {100 * r['readout_real']:12.1f}%")
+                        f"  {100 * r['readout_real']:12.1f}%  {int(r['decoder_misses']):20d}")
         return "\n".join(rows)
 
 
@@ -67,7 +70,7 @@ def evaluate_decoder(model, tokenizer, per_level: int = 100, seed: int = 2026112
     device = next(model.parameters()).device
     data = UnderstandingData(image_size=model.config.image_size, cell_pixels=model.config.cell_pixels)
     results = DecoderResults(model_name)
-    totals = {"n": 0, "sq": 0.0, "dec": 0, "real": 0}
+    totals = {"n": 0, "sq": 0.0, "dec": 0, "real": 0, "own": 0}
     for level in tqdm(levels, desc="decoder", disable=quiet):
         rng = heldout_rng(seed, DECODER_PART, level)
         states = [data.random_state(rng, level=level) for _ in range(per_level)]
@@ -84,16 +87,20 @@ def evaluate_decoder(model, tokenizer, per_level: int = 100, seed: int = 2026112
             examples = [Example(img, question, prompts.table_question(m)[1], "table", m) for img, (m, _) in zip(images, states)]
             # the real board drafts each read-out (speed only: the read-out is the model's own greedy text)
             preds = answer(model, tokenizer, examples, features="continuous", batch_size=batch_size, draft=True)
-            ok[name] = int(sum(p == ex.answer for p, ex in zip(preds, examples)))
+            ok[name] = [p == ex.answer for p, ex in zip(preds, examples)]  # per state: read right?
+        own = int(sum(r and not d for d, r in zip(ok["decoded"], ok["real"])))  # decoded misread, real read right
         side = content_side(level, model.config.image_size, model.config.cell_pixels)  # the board, not the black margin
         sq = mean_squared_error(decoded[:, :side, :side], real[:, :side, :side])
-        results.per_level[level] = {"n": per_level, "psnr_db": psnr_from_mse(sq),
-                                    "readout_decoded": ok["decoded"] / per_level, "readout_real": ok["real"] / per_level}
+        n_dec, n_real = int(sum(ok["decoded"])), int(sum(ok["real"]))
+        results.per_level[level] = {"n": per_level, "psnr_db": psnr_from_mse(sq), "readout_decoded": n_dec / per_level,
+                                    "readout_real": n_real / per_level, "decoder_misses": own}
         totals["n"] += per_level
         totals["sq"] += sq * per_level
-        totals["dec"] += ok["decoded"]
-        totals["real"] += ok["real"]
+        totals["dec"] += n_dec
+        totals["real"] += n_real
+        totals["own"] += own
     n = totals["n"]
     results.overall = {"n": n, "psnr_db": psnr_from_mse(totals["sq"] / n),
-                       "readout_decoded": totals["dec"] / n, "readout_real": totals["real"] / n}
+                       "readout_decoded": totals["dec"] / n, "readout_real": totals["real"] / n,
+                       "decoder_misses": totals["own"]}
     return results
