@@ -5,6 +5,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from latentum_world.data import prompts
 from latentum_world.train_cli import compose_config, train
 from latentum_world.training.stages import STAGES, load_model
 from latentum_world.world.model import LatentWorldModel
@@ -263,3 +264,21 @@ def test_world_stage_can_keep_visual_projector_frozen(mbaq_model, tmp_path):
     assert changed and all("_vision" in k or k.startswith("depth_head.") for k in changed), changed
     with pytest.raises(ValueError, match="text_steps=0"):
         STAGES["world"](compose_config("world", FAST + [f"init_from={gen}", "stage.train_projector=false"])).build(None)
+
+
+def _near_hole(m) -> bool:
+    r, c = m.player
+    return (r, c) in m.holes or any((r + dr, c + dc) in m.holes for dr, dc in ((0, 1), (1, 0), (0, -1), (-1, 0)))
+
+
+def test_decoder_stage_oversamples_states_near_holes():
+    rng = np.random.default_rng(0)
+    plain = STAGES["decoder"](compose_config("decoder", FAST)).examples(rng, 64)
+    hard = STAGES["decoder"](compose_config("decoder", FAST + ["stage.near_hole_share=1.0"])).examples(rng, 64)
+    assert all(ex.task == "table" and ex.answer == prompts.to_table(ex.map) for ex in hard)
+    with_holes = [ex.map for ex in hard if ex.map.holes]
+    assert len(with_holes) > 48 and all(_near_hole(m) for m in with_holes)
+    assert any(m.player in m.holes for m in with_holes) and any(m.player not in m.holes for m in with_holes)
+    assert sum(_near_hole(ex.map) for ex in plain) < 48  # the default stream leaves such states to chance
+    with pytest.raises(ValueError, match="near_hole_share"):
+        STAGES["decoder"](compose_config("decoder", FAST + ["stage.near_hole_share=1.5"]))

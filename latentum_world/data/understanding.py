@@ -115,6 +115,15 @@ class UnderstandingData:
         last = None if rng.random() < 0.3 else int(rng.integers(4))
         return m, last
 
+    def state_near_holes(self, rng: np.random.Generator, level: int | None = None) -> tuple[VSPMap, int | None]:
+        """A :meth:`random_state` board with the player moved into a hole or onto ice beside one (even odds;
+        unchanged when the board has no hole): the states whose 2 x 2 code tuples are rarest, where the
+        pixel decoder most often draws a hole as ice (session 21)."""
+        m, last = self.random_state(rng, level)
+        beside = rng.random() < 0.5
+        m = _beside_special_cell(m, rng, goal=False) if beside else _on_special_cell(m, rng, goal=False)
+        return m, last
+
     def image(self, m: VSPMap, last_action: int | None, player: bool = True) -> np.ndarray:
         return observation_renderer(m.size, self.image_size, cell_pixels=self.cell_pixels).render(m, last_action, player)
 

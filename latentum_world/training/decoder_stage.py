@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from latentum_world.data.understanding import UnderstandingData, batch_rng, collate
+from latentum_world.data import prompts
+from latentum_world.data.understanding import Example, UnderstandingData, batch_rng, collate
 from latentum_world.evaluation.answers import answer
 from latentum_world.training.stages import answer_kl, load_model
 from latentum_world.world.decoder import PixelDecoder, PixelDecoderConfig, to_pictures
@@ -27,6 +28,9 @@ class DecoderStage:
 
     def __init__(self, cfg: DictConfig):
         self.cfg, self.sc = cfg, cfg.stage
+        share = float(self.sc.get("near_hole_share", 0.0))
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"stage.near_hole_share must be in [0, 1], got {share}")
         data = OmegaConf.to_container(self.sc.data, resolve=True)
         self.data = UnderstandingData.from_stage(data, weights={"table": 1.0})
 
@@ -59,11 +63,24 @@ class DecoderStage:
     def trainable_parameters(self, model):
         return list(model.parameters())
 
+    def examples(self, rng, size) -> list[Example]:
+        """``size`` random states of any level and facing, as board read-out (``table``) examples;
+        ``stage.near_hole_share`` of them with the player in or beside a hole (the decoder's hard states)."""
+        share = float(self.sc.get("near_hole_share", 0.0))
+        if share == 0:
+            return self.data.batch(rng, size, "table")  # the stream of the decoders trained before the option
+        return [self._near_hole_example(rng) if rng.random() < share else self.data.example(rng, "table")
+                for _ in range(size)]
+
     def batch_from(self, rng, size) -> dict:
-        """Random states of any level and facing: their images and, for the read-out term, their VSP
-        table question and answer tokens (``input_ids`` / ``attention_mask`` / ``labels`` ``(B, T)``)."""
-        examples = self.data.batch(rng, size, "table")
-        return collate(self.tokenizer, examples, self.world.config.latent_positions)
+        """:meth:`examples`' images and, for the read-out term, their VSP table question and answer tokens
+        (``input_ids`` / ``attention_mask`` / ``labels`` ``(B, T)``)."""
+        return collate(self.tokenizer, self.examples(rng, size), self.world.config.latent_positions)
+
+    def _near_hole_example(self, rng) -> Example:
+        m, last = self.data.state_near_holes(rng)
+        q, a = prompts.table_question(m)
+        return Example(self.data.image(m, last), q, a, "table", m)
 
     def batch(self, step: int, rank: int) -> dict:
         out = self.batch_from(batch_rng(self.cfg.seed, step, rank), self.sc.batch_size)
