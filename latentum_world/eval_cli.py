@@ -138,16 +138,27 @@ def cmd_world_model(args: argparse.Namespace) -> int:
 
 def cmd_decoder(args: argparse.Namespace) -> int:
     model_dir = resolve_model_path(args.model, WORLD_TRAINING + " and `latentum-world train decoder`", "runs/world/final")
-    if not (model_dir / "decoder" / "model.safetensors").is_file():
+    decoder_path = Path(args.decoder) if args.decoder else model_dir / "decoder"
+    if not (decoder_path / "model.safetensors").is_file():
+        if args.decoder:
+            raise FileNotFoundError(f"--decoder {args.decoder} holds no pixel decoder (no model.safetensors)")
         raise FileNotFoundError(f"{model_dir} has no pixel decoder in decoder/ (train one: `latentum-world train decoder "
                                 f"init_from={model_dir}`, then copy its final/ to {model_dir / 'decoder'})")
     at_least("--generated", args.generated, 1)
     at_least("--batch-size", args.batch_size, 1)
     from latentum_world.evaluation.decoder import evaluate_decoder
 
+    from latentum_world.world.decoder import PixelDecoder
+
     model, tokenizer = load_for_eval(model_dir, args.device)
+    decoder = PixelDecoder.from_pretrained(decoder_path).eval()
+    c, d = model.config, decoder.config
+    if (d.code_dim, d.grid_side, d.image_size) != (c.code_dim, c.grid_side, c.image_size):
+        raise ValueError(f"the decoder at {decoder_path} decodes code_dim {d.code_dim}, grid {d.grid_side}, {d.image_size} px; "
+                         f"the model at {model_dir} has {c.code_dim}, {c.grid_side}, {c.image_size}")
     results = evaluate_decoder(model, tokenizer, args.generated, args.seed, args.batch_size, quiet=args.quiet,
-                               model_name=str(model_dir))
+                               model_name=str(model_dir), decoder=decoder)
+    results.decoder = str(decoder_path)
     return report(results, args.json)
 
 
@@ -228,6 +239,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "reference).",
     )
     d.add_argument("--model", help="model directory with its pixel decoder in decoder/ (default: the bundled checkpoint)")
+    d.add_argument("--decoder", metavar="DIR", help="a pixel decoder directory to score instead of <model>/decoder "
+                   "(e.g. a `train decoder` run's final/)")
     d.add_argument("--generated", type=int, default=DEFAULT_GENERATED, metavar="N",
                    help=f"held-out states per level (default {DEFAULT_GENERATED})")
     add_run_options(d, seed_of="held-out states", batch_of="images")

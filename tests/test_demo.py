@@ -144,3 +144,11 @@ def test_eval_decoder(world_dir, tmp_path, capsys):
     shutil.copytree(world_dir, bare, ignore=shutil.ignore_patterns("decoder"))
     assert main(["eval", "decoder", "--model", str(bare), "--generated", "1"]) == 2
     assert "no pixel decoder" in capsys.readouterr().err
+    # --decoder scores a decoder kept elsewhere: the same one gives the same numbers
+    again = tmp_path / "again.json"
+    args = ["eval", "decoder", "--model", str(bare), "--decoder", str(world_dir / "decoder"), "--generated", "2", "--quiet"]
+    assert main(args + ["--json", str(again)]) == 0
+    second = json.loads(again.read_text())
+    assert second["overall"] == result["overall"] and second["decoder"] == str(world_dir / "decoder")
+    assert main(["eval", "decoder", "--model", str(bare), "--decoder", str(tmp_path / "none"), "--generated", "1"]) == 2
+    assert "holds no pixel decoder" in capsys.readouterr().err

@@ -35,12 +35,13 @@ class DecoderResults:
     model: str
     per_level: dict[int, dict[str, float]] = field(default_factory=dict)
     overall: dict[str, float] = field(default_factory=dict)
+    decoder: str = ""  # the pixel decoder's directory ("": the one beside the model)
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "overall": self.overall, "per_level": {str(k): v for k, v in self.per_level.items()}}
+        return {"model": self.model, "decoder": self.decoder or f"{self.model}/decoder", "overall": self.overall, "per_level": {str(k): v for k, v in self.per_level.items()}}
 
     def format_table(self) -> str:
-        rows = [f"model: {self.model}", "",
+        rows = [f"model: {self.model}", f"pixel decoder: {self.decoder or 'decoder/ beside the model'}", "",
                 "level    n  PSNR dB  read-out decoded  read-out real  decoder's own misses", "-" * 74]
         for lv, r in [*self.per_level.items(), ("overall", self.overall)]:
             rows.append(f"{lv!s:7s} {int(r['n']):4d}  {r['psnr_db']:7.2f}  {100 * r['readout_decoded']:15.1f}%"
@@ -64,7 +65,9 @@ def psnr_db(a: np.ndarray, b: np.ndarray) -> float:
 
 @torch.no_grad()
 def evaluate_decoder(model, tokenizer, per_level: int = 100, seed: int = 20261122, batch_size: int = 64,
-                     levels=LEVELS, quiet: bool = False, model_name: str = "") -> DecoderResults:
+                     levels=LEVELS, quiet: bool = False, model_name: str = "", decoder=None) -> DecoderResults:
+    """``decoder``: a :class:`~latentum_world.world.decoder.PixelDecoder` to score (default: the one saved
+    beside the model, in ``decoder/``)."""
     if per_level < 1:
         raise ValueError(f"per_level must be >= 1, got {per_level}")
     device = next(model.parameters()).device
@@ -79,7 +82,7 @@ def evaluate_decoder(model, tokenizer, per_level: int = 100, seed: int = 2026112
         for i in range(0, len(real), batch_size):
             images = torch.from_numpy(real[i : i + batch_size]).to(device)
             codes = model.quantizer.encode(model.get_vit_feature(images))
-            decoded.append(decode_images(model, codes))
+            decoded.append(decode_images(model, codes, decoder))
         decoded = np.concatenate(decoded)
         question = prompts.table_question(states[0][0])[0]
         ok = {}
