@@ -147,7 +147,6 @@ def cmd_decoder(args: argparse.Namespace) -> int:
     at_least("--generated", args.generated, 1)
     at_least("--batch-size", args.batch_size, 1)
     from latentum_world.evaluation.decoder import evaluate_decoder
-
     from latentum_world.world.decoder import PixelDecoder
 
     model, tokenizer = load_for_eval(model_dir, args.device)
