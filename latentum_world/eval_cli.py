@@ -147,10 +147,11 @@ def cmd_decoder(args: argparse.Namespace) -> int:
     at_least("--generated", args.generated, 1)
     at_least("--batch-size", args.batch_size, 1)
     from latentum_world.evaluation.decoder import evaluate_decoder
+    from latentum_world.model.quiet import from_pretrained_quietly
     from latentum_world.world.decoder import PixelDecoder
 
     model, tokenizer = load_for_eval(model_dir, args.device)
-    decoder = PixelDecoder.from_pretrained(decoder_path).eval()
+    decoder = from_pretrained_quietly(PixelDecoder, decoder_path).eval()
     c, d = model.config, decoder.config
     if (d.code_dim, d.grid_side, d.image_size) != (c.code_dim, c.grid_side, c.image_size):
         raise ValueError(f"the decoder at {decoder_path} decodes code_dim {d.code_dim}, grid {d.grid_side}, {d.image_size} px; "

@@ -202,3 +202,26 @@ def test_readout_flags_follow_the_models_own_board(flags_from):
         LatentWorldModel(model, tok, flags_from="pixels")
     with pytest.raises(ValueError, match="flags_from"):
         gym.make("LatentUM-VSP-v0", flags_from="pixels")
+
+
+def test_loading_prints_no_progress_bar_and_keeps_the_users_setting(capfd):
+    """Loading the small checkpoints (at every ``gym.make``) writes nothing to stderr, and a user's own
+    transformers progress-bar setting is the same afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    from latentum_world.model.quiet import from_pretrained_quietly
+    from latentum_world.training.stages import load_model
+    from latentum_world.world.decoder import PixelDecoder
+    from latentum_world.world.loading import BUNDLED
+
+    assert hf_logging.is_progress_bar_enabled()
+    load_model(BUNDLED)
+    from_pretrained_quietly(PixelDecoder, BUNDLED / "decoder")
+    assert "Loading weights" not in capfd.readouterr().err
+    assert hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        load_model(BUNDLED)
+        assert not hf_logging.is_progress_bar_enabled()
+    finally:
+        hf_logging.enable_progress_bar()

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from latentum_world.data import prompts
 from latentum_world.data.understanding import Example, UnderstandingData, batch_rng, collate
 from latentum_world.evaluation.answers import answer
+from latentum_world.model.quiet import from_pretrained_quietly
 from latentum_world.training.stages import answer_kl, load_model
 from latentum_world.world.decoder import PixelDecoder, PixelDecoderConfig, to_pictures
 
@@ -44,11 +45,11 @@ class DecoderStage:
         self.tokenizer = tok
         start = self.sc.get("decoder_from")  # fine-tune an existing decoder instead of starting fresh
         if ckpt is not None:
-            decoder = PixelDecoder.from_pretrained(ckpt)
+            decoder = from_pretrained_quietly(PixelDecoder, ckpt)
         elif start:
             if not (Path(start) / "model.safetensors").is_file():
                 raise FileNotFoundError(f"stage.decoder_from={start} holds no pixel decoder (no model.safetensors)")
-            decoder = PixelDecoder.from_pretrained(start)
+            decoder = from_pretrained_quietly(PixelDecoder, start)
             c, d = self.world.config, decoder.config
             if (d.code_dim, d.grid_side, d.image_size) != (c.code_dim, c.grid_side, c.image_size):
                 raise ValueError(f"the decoder at {start} decodes code_dim {d.code_dim}, grid {d.grid_side}, {d.image_size} px; "

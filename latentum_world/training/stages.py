@@ -21,6 +21,7 @@ from latentum_world.evaluation.answers import accuracy_by_kind, answer
 from latentum_world.model.config import LatentUMConfig
 from latentum_world.model.mbaq import MBAQuantizer, codebook_perplexity
 from latentum_world.model.modeling import LatentUMModel
+from latentum_world.model.quiet import from_pretrained_quietly
 from latentum_world.tokenizer import LatentUMTokenizer, build_tokenizer
 
 #: Held-out examples come from this seed stream, disjoint from training's ``[seed, step, rank]`` streams.
@@ -44,7 +45,7 @@ def load_model(path: str | Path) -> tuple[LatentUMModel, LatentUMTokenizer]:
     path = Path(path)
     if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
         raise FileNotFoundError(f"{path} is not a LatentUM model directory (needs config.json and model.safetensors)")
-    model = LatentUMModel.from_pretrained(path)
+    model = from_pretrained_quietly(LatentUMModel, path)
     return model, LatentUMTokenizer.from_pretrained(path)
 
 

@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PretrainedConfig, PreTrainedModel
 
+from latentum_world.model.quiet import from_pretrained_quietly
+
 
 class PixelDecoderConfig(PretrainedConfig):
     model_type = "latentum_pixel_decoder"
@@ -101,7 +103,7 @@ def decoder_dir(model) -> Path:
 
 @lru_cache(maxsize=4)
 def _load_decoder(path: str) -> PixelDecoder:
-    return PixelDecoder.from_pretrained(path).eval()
+    return from_pretrained_quietly(PixelDecoder, path).eval()
 
 
 def to_pictures(img: torch.Tensor) -> np.ndarray:
