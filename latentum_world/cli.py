@@ -5,18 +5,19 @@ from __future__ import annotations
 import argparse
 import sys
 
-from latentum_world import __version__, demo, eval_cli, train_cli, vsp_cli
+from latentum_world import __version__, average_cli, demo, eval_cli, train_cli, vsp_cli
 from envs.vsp.formats import VSPFormatError
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="latentum-world", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{demo,train,eval,vsp}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{demo,train,eval,vsp,average}")
     demo.add_parser(sub)
     train_cli.add_parser(sub)
     eval_cli.add_parser(sub)
     vsp_cli.add_parser(sub)
+    average_cli.add_parser(sub)
     return parser
 
 
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.func(args) or 0)
-    except (FileNotFoundError, VSPFormatError, ValueError) as e:
+    except (FileNotFoundError, FileExistsError, VSPFormatError, ValueError) as e:
         print(f"latentum-world: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
