@@ -204,6 +204,10 @@ def test_oracle_scores_100_and_liar_0(world, policy):
                 if t["total"]:
                     assert t["accuracy"] == (0.0 if lie else 1.0)
             assert s["board_invalid"] == (s["steps"] if lie else 0)
+        misses = r["one_step_misses"]  # the liar's codes are wrong and it misreads the real codes too
+        n = r["one_step"]["steps"] if lie else 0
+        assert (misses["total"], misses["codes_exact"], misses["real_codes_misread"]) == (n, 0, n)
+        assert len(misses["examples"]) == n and all(x["read"] is None for x in misses["examples"])
     # episodes end (goal or hole) under both policies, so the positive tallies are exercised
     assert runs[5]["all_depths"]["terminated_positive"]["total"] > 0
     if policy == "optimal":
@@ -211,6 +215,26 @@ def test_oracle_scores_100_and_liar_0(world, policy):
     # the actions are per-episode streams: the batch size changes nothing
     assert [x["steps"] for x in runs[5]["depths"]] == [x["steps"] for x in runs[64]["depths"]] == \
         [x["steps"] for x in runs[7]["depths"]]
+
+
+class Misreader(Oracle):
+    """Generates the real next codes exactly but reads no board at all."""
+
+    def read_board(self, state_embeds=None, max_new_tokens=100, draft_boards=None):
+        return [None] * len(state_embeds)
+
+
+def test_one_step_misses_tell_reading_from_generation(world):
+    model, tok = world
+    starts = generated_start_states(1, seed=5)
+    r = evaluate_world_model(Misreader(model, tok, starts), starts, horizon=2, seed=5, quiet=True)
+    d = r.to_dict()["one_step_misses"]
+    assert d["total"] == d["codes_exact"] == d["real_codes_misread"] == len(starts) - sum(s.map.terminal for s in starts)
+    first = d["examples"][0]
+    real = [s.map for s in starts if not s.map.terminal][0]
+    assert first["episode"] == 0 and first["level"] == real.size and first["action"] in "LDRU"
+    assert first["real"].startswith("| | Col 1") and first["read"] is None
+    assert f"one-step board misses: {d['total']} ({d['total']} with the real next codes generated exactly" in r.format_table()
 
 
 def test_seeded_sampling_is_reproducible(world):

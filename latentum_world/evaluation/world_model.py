@@ -24,6 +24,10 @@ the goal or a hole is counted; every later one is not: the episode is over), thr
 The imagination is timed (``LatentWorldModel.step`` only: the transition and its reward / termination
 answers, not the encoding of the real frames; the read-out only where it IS the reward / termination,
 ``flags_from="readout"``) and reported as transitions per second.
+
+Every one-step board miss is also kept (``one_step_misses``: the real and the read boards, whether the
+imagined codes were the real next frame's exactly, and whether the model reads the real codes right), so
+a miss can be told apart as a reading error (the real codes are misread too) or a generation error.
 """
 
 from __future__ import annotations
@@ -36,7 +40,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from envs.vsp.maps import LEVELS, VSPMap, generate_map
+from envs.vsp.formats import to_table
+from envs.vsp.maps import ACTION_LETTERS, LEVELS, VSPMap, generate_map
 from envs.vsp.observation import model_renderer
 from envs.vsp.scoring import Tally, aligned_table, format_accuracy
 from latentum_world.data.rollouts import choose_action
@@ -164,6 +169,7 @@ class WorldModelResults:
     stats: dict[tuple[int, int], StepStats] = field(default_factory=dict)
     transitions: int = 0
     seconds: float = 0.0
+    one_step_misses: list[dict] = field(default_factory=list)
 
     def cell(self, level: int, depth: int) -> StepStats:
         return self.stats.setdefault((level, depth), StepStats())
@@ -211,9 +217,17 @@ class WorldModelResults:
                 }
                 for lv in self.levels
             },
+            "one_step_misses": self.miss_counts() | {"examples": self.one_step_misses},
             "speed": {"device": self.device, "batch_size": self.batch_size, "transitions": self.transitions,
                       "seconds": self.seconds, "transitions_per_second": self.transitions_per_second},
         }
+
+    def miss_counts(self) -> dict:
+        """One-step board misses split by cause: ``codes_exact`` (the imagined codes were the real next frame's,
+        so the miss is the reading's) and ``real_codes_misread`` (the real codes are misread too)."""
+        m = self.one_step_misses
+        return {"total": len(m), "codes_exact": sum(x["codes_exact"] for x in m),
+                "real_codes_misread": sum(not x["real_codes_read_right"] for x in m)}
 
     def format_table(self) -> str:
         sampling = "greedy" if self.temperature is None else f"temperature {self.temperature} (seed {self.seed})"
@@ -244,6 +258,9 @@ class WorldModelResults:
                      f"{'-' if tps is None else f'{tps:.1f}'} transitions/s (batch {self.batch_size}, {self.device}; "
                      f"LatentWorldModel.step incl. reward/termination from the {self.flags_from}"
                      f"{', excl. read-out' if self.flags_from == 'questions' else ''})")
+        c = self.miss_counts()
+        parts.append(f"one-step board misses: {c['total']} ({c['codes_exact']} with the real next codes generated exactly; "
+                     f"{c['real_codes_misread']} where the real next codes are misread too)")
         return "\n\n".join(parts)
 
 
@@ -307,6 +324,25 @@ def rollout_batch(world_model, starts: list[StartState], first_index: int, resul
             s.codes.correct += int(code_ok[j])
             s.codes.total += p * k
             running[i] = not m.terminal
+        if depth == 1:
+            _record_misses(wm, results, first_index, rows, [maps[i] for i in rows], [actions[i] for i in rows], boards,
+                           real_codes, [pos_ok[j] == p for j in range(len(rows))])
+
+
+def _record_misses(wm, results: WorldModelResults, first_index: int, rows: list[int], real: list[VSPMap],
+                   actions: list[int], boards: list[VSPMap | None], real_codes: torch.Tensor, exact: list[bool]) -> None:
+    """Keep every one-step board miss, with the model's read-out of the real next frame's own codes."""
+    missed = [j for j, b in enumerate(boards) if b != real[j]]
+    if not missed:
+        return
+    codes = real_codes[torch.tensor(missed, dtype=torch.long, device=real_codes.device)].to(wm.device)
+    read_real = wm.read_board(wm.model.project_latents(codes), draft_boards=[real[j] for j in missed])
+    for j, rr in zip(missed, read_real):
+        results.one_step_misses.append({
+            "episode": first_index + rows[j], "level": real[j].size, "action": ACTION_LETTERS[actions[j]],
+            "real": to_table(real[j]), "read": None if boards[j] is None else to_table(boards[j]),
+            "codes_exact": bool(exact[j]), "real_codes_read_right": rr == real[j],
+        })
 
 
 def evaluate_world_model(world_model, starts: list[StartState], horizon: int = DEFAULT_HORIZON, policy: str = "random",
