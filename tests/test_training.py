@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from transformers.utils import logging as hf_logging
 
 from latentum_world.train_cli import compose_config, train
 from latentum_world.training.stages import STAGES, load_model
@@ -52,8 +53,10 @@ def test_resume_gives_the_same_weights(tmp_path):
         return original(step, rank)
 
     stage.batch = crash_after_three
+    hf_logging.enable_progress_bar()
     with pytest.raises(KeyboardInterrupt):
         trainer.run()
+    assert hf_logging.is_progress_bar_enabled()  # the trainer silences transformers' bars only while it runs
     assert (tmp_path / "cut" / "checkpoint-3").is_dir() and not (tmp_path / "cut" / "final").exists()
     resumed = train("vlm", FAST + [f"out_dir={tmp_path / 'cut'}", "stage.steps=6", "stage.save_every=3"])
     assert_same_weights(weights(full), weights(resumed))

@@ -22,8 +22,8 @@ import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
-from transformers.utils import logging as transformers_logging
 
+from latentum_world.model.quiet import no_progress_bar
 from latentum_world.training.checkpoint import latest_checkpoint, load_trainer_state, save_checkpoint
 
 
@@ -66,8 +66,12 @@ class Trainer:
         self.out_dir = Path(cfg.out_dir)
 
     def run(self) -> Path:
+        """Train to ``stage.steps`` (resuming from the newest checkpoint); returns the final model directory."""
+        with no_progress_bar():  # one progress bar: ours (transformers' own setting is restored afterwards)
+            return self._run()
+
+    def _run(self) -> Path:
         cfg, sc, stage = self.cfg, self.cfg.stage, self.stage
-        transformers_logging.disable_progress_bar()  # one progress bar: ours
         torch.manual_seed(cfg.seed)
         ckpt = latest_checkpoint(self.out_dir) if cfg.resume else None
         model, tokenizer = stage.build(ckpt)
