@@ -138,7 +138,7 @@ class Trainer:
                 writer.add_scalar("charts/samples_per_sec", n_last / max(now - t_last, 1e-9), done)
                 t_last, n_last = now, 0
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+            bar.set_postfix(loss=f"{loss.item():.4g}")
             if done % sc.eval_every == 0 or done == sc.steps:
                 if self.rank == 0:
                     model.eval()
