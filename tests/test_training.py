@@ -90,6 +90,19 @@ def test_mbaq_trains_only_the_quantizer(tmp_path):
     assert model.config.num_codebooks == 2 and tok.eos_token_id == model.config.eos_token_id
 
 
+def test_mbaq_up_proj_only_keeps_every_code(tmp_path):
+    vlm = train("vlm", FAST + [f"out_dir={tmp_path / 'vlm'}", "stage.steps=2"])
+    mbaq = train("mbaq", FAST + [f"out_dir={tmp_path / 'mbaq'}", f"init_from={vlm}", "stage.steps=3"])
+    refit = train("mbaq", FAST + [f"out_dir={tmp_path / 'refit'}", f"init_from={mbaq}", "stage.steps=3",
+                                  "stage.train=up_proj", "stage.lr=1e-2"])
+    before, after = weights(mbaq), weights(refit)
+    changed = {k for k in before if not torch.equal(before[k], after[k]) and not k.endswith(".usage")}  # usage: EMA statistics
+    assert changed and all(k.startswith("quantizer.up_proj.") for k in changed)
+    assert any(k.startswith("quantizer.codebooks.") for k in before)  # codebooks and down_proj were compared, unchanged
+    with pytest.raises(ValueError, match="stage.train must be"):
+        train("mbaq", FAST + [f"out_dir={tmp_path / 'bad'}", f"init_from={mbaq}", "stage.train=codebooks"])
+
+
 def test_mbaq_requires_a_model(tmp_path):
     with pytest.raises(ValueError, match="init_from"):
         train("mbaq", FAST + [f"out_dir={tmp_path}", "stage.init_from=null"])
