@@ -176,23 +176,23 @@ QUANTIZER_KEYS = ("code_dim", "num_codebooks", "codebook_size", "quantizer_hidde
 class MBAQStage(UnderstandingStage):
     name = "mbaq"
 
+    def __init__(self, cfg: DictConfig):
+        super().__init__(cfg)
+        # stage.train: quantizer (default, the whole MBAQ) or up_proj: only its up-projection, with the
+        # down-projection and codebooks (so every image's codes) fixed and no dead-code restarts; refits the quantized
+        # features to a language model that changed after MBAQ (``lang``) without touching the world model's codes
+        which = self.sc.get("train", "quantizer")
+        if which not in ("quantizer", "up_proj"):
+            raise ValueError(f"stage.train must be 'quantizer' or 'up_proj', not {which!r}")
+        self.trained_prefix = "quantizer." if which == "quantizer" else "quantizer.up_proj."
+
     def build(self, ckpt: Path | None):
         model, tok, _ = load_stage_model(self.cfg, ckpt, "a trained understanding model: set init_from=<vlm model dir>")
         if ckpt is None:
             self._size_quantizer(model)
-        prefix = self._trained_prefix()
         for name, p in model.named_parameters():
-            p.requires_grad_(name.startswith(prefix))
+            p.requires_grad_(name.startswith(self.trained_prefix))
         return self._finish_build(model, tok)
-
-    def _trained_prefix(self) -> str:
-        """``stage.train``: ``quantizer`` (default, the whole MBAQ) or ``up_proj``: only its up-projection, with the
-        down-projection and codebooks (so every image's codes) fixed and no dead-code restarts; refits the quantized
-        features to a language model that changed after MBAQ (``lang``) without touching the world model's codes."""
-        which = self.sc.get("train", "quantizer")
-        if which not in ("quantizer", "up_proj"):
-            raise ValueError(f"stage.train must be 'quantizer' or 'up_proj', not {which!r}")
-        return "quantizer." if which == "quantizer" else "quantizer.up_proj."
 
     def _size_quantizer(self, model) -> None:
         """The quantizer's sizes are chosen here (``model.code_dim`` etc. in the config), not by the
@@ -210,8 +210,7 @@ class MBAQStage(UnderstandingStage):
         model.quantizer.apply(model._init_weights)
 
     def trainable_parameters(self, model):
-        prefix = self._trained_prefix()
-        return [p for n, p in model.named_parameters() if n.startswith(prefix)]
+        return [p for n, p in model.named_parameters() if n.startswith(self.trained_prefix)]
 
     def compute_loss(self, wrapped, model, batch):
         """KL(continuous || quantized) of the answer tokens + ``vq_weight`` x the quantizer's own loss.
@@ -239,7 +238,7 @@ class MBAQStage(UnderstandingStage):
     def after_step(self, model, step: int) -> dict:
         # restart randomness is a function of the step, so a resumed run restarts the same codes
         gen = torch.Generator().manual_seed(int(self.cfg.seed) * 1_000_003 + step)
-        restarted = model.quantizer.restart_dead_codes(gen) if self._trained_prefix() == "quantizer." else 0
+        restarted = model.quantizer.restart_dead_codes(gen) if self.trained_prefix == "quantizer." else 0
         perplexity = codebook_perplexity(self._last_indices, model.config.codebook_size)
         out = {"mbaq/restarted_codes": restarted}
         out.update({f"mbaq/batch_perplexity_{i}": float(v) for i, v in enumerate(perplexity)})
