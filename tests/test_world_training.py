@@ -234,6 +234,32 @@ def test_lang_stage_trains_only_the_text_branch_and_reads_codes(mbaq_model, tmp_
     assert torch.equal(embeds[rows], proj[rows]) and torch.equal(embeds[~rows], cont[~rows])
 
 
+def test_lang_read_out_leaves_the_world_models_codes_bit_identical(mbaq_model, tmp_path):
+    """``stage.train=read_out`` trains the text head and the last layer's text-only pieces: nothing a
+    generation-branch token reads, so imagined codes are bit-identical while text answers change."""
+    gen = train("gen", FAST + [f"out_dir={tmp_path / 'gen'}", f"init_from={mbaq_model}", "stage.steps=1"])
+    lang = train("lang", FAST + [f"out_dir={tmp_path / 'lang'}", f"init_from={gen}", "stage.steps=3", "stage.lr=1e-2",
+                                 "stage.train=read_out", f"stage.data.weights={ONLY_SHORT}"])
+    before, after = (load_file(str(p / "model.safetensors")) for p in (gen, lang))
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    last = f"language_model.layers.{load_model(gen)[0].config.num_layers - 1}."
+    assert "lm_head.weight" in changed and any(k.startswith(last + "mlp.") for k in changed)
+    assert all(k.startswith(("lm_head.", last + "self_attn.q_", last + "self_attn.o_proj.", last + "mlp.")) for k in changed), changed
+    rng = np.random.default_rng(0)
+    images = torch.from_numpy(rng.integers(0, 256, (3, 128, 128, 3), dtype=np.uint8))
+    rollouts = []
+    for path in (gen, lang):
+        wm = LatentWorldModel(*load_model(path))
+        steps = [wm.reset(images)] + [wm.step(torch.tensor(a)) for a in ([0, 1, 2], [3, 3, 1])]
+        rollouts.append(steps)
+    (c0, *s0), (c1, *s1) = rollouts
+    assert torch.equal(c0, c1)
+    assert all(torch.equal(a.codes, b.codes) for a, b in zip(s0, s1))
+    assert any(not torch.equal(a.p_goal, b.p_goal) for a, b in zip(s0, s1))  # the read-out did train
+    with pytest.raises(ValueError, match="stage.train must be one of"):
+        STAGES["lang"](compose_config("lang", FAST + [f"init_from={gen}", "stage.train=everything"]))
+
+
 def test_projected_features_need_the_generation_branch(mbaq_model):
     model, _ = load_model(mbaq_model)
     images = torch.zeros(1, model.config.image_size, model.config.image_size, 3, dtype=torch.uint8)
@@ -282,3 +308,31 @@ def test_decoder_stage_oversamples_states_near_holes():
     assert sum(_near_hole(ex.map) for ex in plain) < 48  # the default stream leaves such states to chance
     with pytest.raises(ValueError, match="near_hole_share"):
         STAGES["decoder"](compose_config("decoder", FAST + ["stage.near_hole_share=1.5"]))
+
+
+def test_final_line_weights_pick_the_tokens_after_the_last_newline():
+    from latentum_world.training.lang_stage import final_line_weights
+
+    nl, x = 7, -100
+    labels = torch.tensor([[x, x, 5, nl, 6, nl, 8, 9],   # two interpretation lines, then the final line 8 9
+                           [x, x, x, x, x, 4, 2, x]])    # a one-line answer (then padding): all of it is final
+    w = final_line_weights(labels, nl, 5.0)
+    assert w.tolist() == [[0, 0, 1, 1, 1, 1, 5, 5], [0, 0, 0, 0, 0, 5, 5, 0]]
+    assert torch.equal(final_line_weights(labels, nl, 1.0), (labels != x).float())
+
+
+def test_lang_final_line_weight_near_one_gives_the_plain_loss(mbaq_model, tmp_path):
+    """The weighted path (per-token CE summed over length chunks, divided by the batch's total weight)
+    is the plain answer-token mean when the weight is ~1, and a larger weight moves it."""
+    gen = train("gen", FAST + [f"out_dir={tmp_path / 'gen'}", f"init_from={mbaq_model}", "stage.steps=1"])
+    losses = []
+    for w in (1.0, 1.0 + 1e-6, 20.0):
+        stage = STAGES["lang"](compose_config("lang", FAST + [f"init_from={gen}", "stage.batch_size=6", "stage.micro_batches=3",
+                                                               f"stage.final_line_weight={w}"]))
+        model, _ = stage.build(None)
+        with torch.no_grad():
+            losses.append(float(stage.compute_loss(model, model, stage.batch(0, 0))[0]))
+    assert abs(losses[0] - losses[1]) < 1e-4 * losses[0]
+    assert abs(losses[2] - losses[0]) > 1e-3 * losses[0]
+    with pytest.raises(ValueError, match="final_line_weight"):
+        STAGES["lang"](compose_config("lang", FAST + [f"init_from={gen}", "stage.final_line_weight=0"]))

@@ -12,6 +12,13 @@ rows; the rest as observed continuous features, so reading real frames is kept).
 Frozen: the vision encoder, ``mlp1``, quantizer, embeddings, the layer norms (shared with the generation
 branch), ``visual_projector`` and the whole generation branch. The generation branch reads the context's
 text-branch keys and values, so a ``world`` run after this stage re-adapts it.
+
+``stage.train=read_out`` trains less: only what no generation-branch token ever reads, so the world model's
+generated codes stay bit-identical and no ``world`` run is needed afterwards. That is the text head and the
+LAST layer's text-branch query projection, q-norm, output projection and MLP: a layer's keys and values are
+computed from its input, so the last layer's own keys and values (``k_proj``, ``k_norm``, ``v_proj``, kept
+frozen) are the only part of it that generation tokens attend to, and nothing after the last layer feeds
+the generation branch (the shared final norm stays frozen).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from latentum_world.data.understanding import batch_rng, collate
 from latentum_world.evaluation.answers import accuracy_by_kind, answer
@@ -31,6 +39,12 @@ TEXT_BRANCH = ("self_attn.q_proj.", "self_attn.k_proj.", "self_attn.v_proj.", "s
                "self_attn.q_norm.", "self_attn.k_norm.", "mlp.")
 
 
+#: The last layer's text-branch pieces that only text tokens read (``stage.train=read_out``).
+READ_OUT = ("self_attn.q_proj.", "self_attn.q_norm.", "self_attn.o_proj.", "mlp.")
+#: ``stage.train`` choices.
+LANG_TRAIN = ("text_branch", "read_out")
+
+
 def is_text_branch_param(name: str) -> bool:
     """Parameters the ``lang`` stage trains: text-branch layer weights and the text head."""
     if name.startswith("lm_head."):
@@ -38,11 +52,45 @@ def is_text_branch_param(name: str) -> bool:
     return name.startswith("language_model.layers.") and "_vision" not in name and any(p in name for p in TEXT_BRANCH)
 
 
+def is_read_out_param(name: str, num_layers: int) -> bool:
+    """Parameters ``stage.train=read_out`` trains: the text head and the last layer's text-only pieces
+    (:data:`READ_OUT`), none of which a generation-branch token reads."""
+    if name.startswith("lm_head."):
+        return True
+    prefix = f"language_model.layers.{num_layers - 1}."
+    return name.startswith(prefix) and "_vision" not in name and any(name.startswith(prefix + p) for p in READ_OUT)
+
+
+def final_line_weights(labels: torch.Tensor, newline_id: int, weight: float) -> torch.Tensor:
+    """``(B, T)`` loss weights for ``labels`` ``(B, T)``: 0 off the answer, ``weight`` on the answer's final
+    line (the tokens after its last newline; the whole answer when it is one line), 1 on the rest (the
+    interpretation). The final line is the only part a scorer reads, and one token of it (task1's copied
+    piece) decides the answer after a listing of up to 64 cells."""
+    answer = labels != -100
+    t = torch.arange(labels.shape[1], device=labels.device)
+    last_newline = torch.where(labels == newline_id, t, -1).amax(1, keepdim=True)  # (B, 1); -1: one line
+    final = answer & (t > last_newline)
+    return answer.float() + (weight - 1.0) * final.float()
+
+
 class LangStage(UnderstandingStage):
     """Questions and held-out examples as in ``vlm`` / ``mbaq`` (:class:`UnderstandingStage`); images enter
     as codes or as observed features."""
 
     name = "lang"
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        which = self.sc.get("train", "text_branch")
+        if which not in LANG_TRAIN:
+            raise ValueError(f"stage.train must be one of {LANG_TRAIN}, not {which!r}")
+        self.read_out_only = which == "read_out"
+        self.final_line_weight = float(self.sc.get("final_line_weight", 1.0))
+        if self.final_line_weight <= 0:
+            raise ValueError(f"stage.final_line_weight must be > 0, got {self.final_line_weight}")
+
+    def is_trained(self, name: str, num_layers: int) -> bool:
+        return is_read_out_param(name, num_layers) if self.read_out_only else is_text_branch_param(name)
 
     def build(self, ckpt: Path | None):
         model, tok, source = load_stage_model(self.cfg, ckpt, "a model with its generation branch: set init_from=<gen or world model dir>")
@@ -56,11 +104,11 @@ class LangStage(UnderstandingStage):
             print(f"lang: flag answers {model.config.flag_answers!r} -> {fmt!r}")
             model.config.flag_answers = fmt
         for name, p in model.named_parameters():
-            p.requires_grad_(is_text_branch_param(name))
+            p.requires_grad_(self.is_trained(name, model.config.num_layers))
         return self._finish_build(model, tok)
 
     def trainable_parameters(self, model):
-        return [p for n, p in model.named_parameters() if is_text_branch_param(n)]
+        return [p for n, p in model.named_parameters() if self.is_trained(n, model.config.num_layers)]
 
     def batch(self, step: int, rank: int) -> dict:
         rng = batch_rng(self.cfg.seed, step, rank)
@@ -81,10 +129,19 @@ class LangStage(UnderstandingStage):
         embeds = self.image_embeds(model, batch["images"], batch["as_codes"], int(batch["noise_seed"]))
         ce = 0.0
         whole = {k: batch[k] for k in ("input_ids", "attention_mask", "labels")} | {"image_embeds": embeds}
+        weighted = self.final_line_weight != 1.0
+        if weighted:  # sum of the whole batch's token weights: each chunk's weighted sum is divided by it
+            newline = self.tokenizer.encode_text("\n")[0]
+            total = final_line_weights(whole["labels"][:, 1:], newline, self.final_line_weight).sum()
         for sub, share in length_chunks(whole, int(self.sc.get("micro_batches", 1))):
             out = wrapped(input_ids=sub["input_ids"], attention_mask=sub["attention_mask"],
-                          image_embeds=sub["image_embeds"], labels=sub["labels"])
-            ce = ce + share * out.loss
+                          image_embeds=sub["image_embeds"], labels=None if weighted else sub["labels"])
+            if weighted:
+                labels = sub["labels"][:, 1:]  # (b, t-1): the token each position predicts
+                tok_ce = F.cross_entropy(out.logits[:, :-1].transpose(1, 2), labels, ignore_index=-100, reduction="none")
+                ce = ce + (tok_ce * final_line_weights(labels, newline, self.final_line_weight)).sum() / total
+            else:
+                ce = ce + share * out.loss
         return ce, {"losses/answer_ce": ce.item(), "lang/code_rows": batch["as_codes"].float().mean().item()}
 
     def evaluate(self, model) -> dict:
