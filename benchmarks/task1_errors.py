@@ -14,6 +14,7 @@ import argparse
 import json
 
 
+from latentum_world.data.prompts import final_answer
 from latentum_world.evaluation.answers import is_correct
 from latentum_world.evaluation.perception import DEFAULT_SEED, answer_all, generated_examples
 
@@ -33,7 +34,7 @@ def run(model_dir: str | None, levels: list[int], per_level: int, seed: int, qui
         ok = is_correct(ex.task, p, ex.answer)
         listing_ok = ex.answer.rsplit("\n", 1)[0] == p.rsplit("\n", 1)[0]
         items.append({"level": ex.map.size, "ok": ok, "listing_ok": listing_ok, "question": ex.question,
-                      "gold": ex.answer.rsplit("\n", 1)[-1], "pred": p.rsplit("\n", 1)[-1]})
+                      "gold": final_answer(ex.answer), "pred": final_answer(p)})
         t = per.setdefault(str(ex.map.size), {"items": 0, "correct": 0, "listing_right": 0, "copy_errors": 0})
         t["items"] += 1
         t["correct"] += ok

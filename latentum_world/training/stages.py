@@ -184,7 +184,8 @@ class MBAQStage(UnderstandingStage):
         which = self.sc.get("train", "quantizer")
         if which not in ("quantizer", "up_proj"):
             raise ValueError(f"stage.train must be 'quantizer' or 'up_proj', not {which!r}")
-        self.trained_prefix = "quantizer." if which == "quantizer" else "quantizer.up_proj."
+        self.up_proj_only = which == "up_proj"
+        self.trained_prefix = "quantizer.up_proj." if self.up_proj_only else "quantizer."
 
     def build(self, ckpt: Path | None):
         model, tok, _ = load_stage_model(self.cfg, ckpt, "a trained understanding model: set init_from=<vlm model dir>")
@@ -238,7 +239,7 @@ class MBAQStage(UnderstandingStage):
     def after_step(self, model, step: int) -> dict:
         # restart randomness is a function of the step, so a resumed run restarts the same codes
         gen = torch.Generator().manual_seed(int(self.cfg.seed) * 1_000_003 + step)
-        restarted = model.quantizer.restart_dead_codes(gen) if self.trained_prefix == "quantizer." else 0
+        restarted = 0 if self.up_proj_only else model.quantizer.restart_dead_codes(gen)
         perplexity = codebook_perplexity(self._last_indices, model.config.codebook_size)
         out = {"mbaq/restarted_codes": restarted}
         out.update({f"mbaq/batch_perplexity_{i}": float(v) for i, v in enumerate(perplexity)})
