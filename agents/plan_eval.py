@@ -1,0 +1,127 @@
+"""Score the latent planner in the REAL maze.
+
+For held-out generated boards (levels 3..8, ``--maps-per-level`` each), the planner
+(:class:`agents.planner.LatentBFSPlanner`) searches the world model's imagination from the real first frame
+alone; its plan is then executed open-loop on the real board (non-slippery FrozenLake dynamics,
+:meth:`envs.vsp.maps.VSPMap.move`). A plan **succeeds** when the real player reaches the goal without
+entering a hole; it is **optimal** when it also has the length of the real shortest path. Per level and in
+total the JSON holds the success and optimal rates, the plans' failure kinds (no plan found, ended in a
+hole, stopped short of the goal), the imagined transitions spent per plan and the seconds per plan.
+
+    python -m agents.plan_eval [--model DIR] [--maps-per-level 20] [--seed 20261129] [--json OUT]
+
+The boards are drawn from :func:`latentum_world.evaluation.perception.heldout_rng` with their own stream
+part, so they are neither training boards nor those of the other evaluations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from envs.vsp.maps import LEVELS, VSPMap, generate_map
+from envs.vsp.observation import model_renderer
+
+#: Stream part of :func:`~latentum_world.evaluation.perception.heldout_rng` for the planner's boards.
+PLAN_PART = 0x91A4
+DEFAULT_SEED = 20261129
+
+
+def execute(board: VSPMap, actions: list[int]) -> str:
+    """Run ``actions`` on the real ``board``: ``"goal"``, ``"hole"`` (the episode ends there) or ``"short"``
+    (the actions ran out elsewhere)."""
+    for a in actions:
+        board = board.move(a)
+        if board.on_goal:
+            return "goal"
+        if board.in_hole:
+            return "hole"
+    return "short"
+
+
+def heldout_boards(seed: int, maps_per_level: int, levels=LEVELS) -> list[VSPMap]:
+    from latentum_world.evaluation.perception import heldout_rng
+
+    boards = []
+    for level in levels:
+        rng = heldout_rng(seed, PLAN_PART, level)
+        boards += [generate_map(rng, level) for _ in range(maps_per_level)]
+    return boards
+
+
+def evaluate(planner, boards: list[VSPMap], progress: bool = True) -> dict:
+    """Plan on each board from its real first frame and execute the plan for real; the tallies (see the module docstring)."""
+    config = planner.world.model.config
+    rows = []
+    for board in tqdm(boards, desc="planning", disable=not progress):
+        image = torch.from_numpy(model_renderer(config, board.size).render(board))
+        t0 = time.perf_counter()
+        plan = planner.plan(image, draft_board=board)
+        seconds = time.perf_counter() - t0
+        outcome = "no_plan" if plan.actions is None else execute(board, plan.actions)
+        shortest = len(board.shortest_path())
+        rows.append({"level": board.size, "outcome": outcome, "plan_length": None if plan.actions is None else len(plan.actions),
+                     "shortest": shortest, "optimal": outcome == "goal" and len(plan.actions) == shortest,
+                     "imagined_transitions": plan.imagined_transitions, "states": plan.states, "seconds": seconds})
+    return {"total": _summary(rows), "levels": {str(lv): _summary([r for r in rows if r["level"] == lv])
+                                                for lv in sorted({r["level"] for r in rows})}}
+
+
+def _summary(rows: list[dict]) -> dict:
+    n = len(rows)
+    count = lambda kind: sum(r["outcome"] == kind for r in rows)  # noqa: E731
+    return {"boards": n, "success": count("goal") / n, "optimal": sum(r["optimal"] for r in rows) / n,
+            "no_plan": count("no_plan"), "hole": count("hole"), "short": count("short"),
+            "imagined_transitions_per_plan": float(np.mean([r["imagined_transitions"] for r in rows])),
+            "seconds_per_plan": float(np.mean([r["seconds"] for r in rows]))}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="world-model directory (default: the bundled checkpoint)")
+    parser.add_argument("--maps-per-level", type=int, default=20, help="held-out boards per level 3..8 (default 20)")
+    parser.add_argument("--levels", default=",".join(map(str, LEVELS)), help="comma-separated levels (default 3..8)")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"held-out board seed (default {DEFAULT_SEED})")
+    parser.add_argument("--max-depth", type=int, default=64, help="imagined steps searched at most (default 64)")
+    parser.add_argument("--flags-from", default="both", choices=("questions", "readout", "both"),
+                        help="where the model's goal / hole answers come from (default 'both', the env's)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    levels = tuple(int(x) for x in args.levels.split(",") if x)
+    if args.maps_per_level < 1 or not levels or any(lv not in LEVELS for lv in levels):
+        parser.error(f"--maps-per-level must be >= 1 and --levels a subset of {LEVELS}")
+
+    from agents.planner import LatentBFSPlanner
+    from latentum_world.world.loading import load_world_model, resolve_model_path
+    from latentum_world.world.model import LatentWorldModel
+
+    try:
+        path = resolve_model_path(args.model)
+        model, tok = load_world_model(path, args.device)
+    except (FileNotFoundError, ValueError) as e:
+        parser.error(str(e))
+    planner = LatentBFSPlanner(LatentWorldModel(model, tok, flags_from=args.flags_from), max_depth=args.max_depth)
+    boards = heldout_boards(args.seed, args.maps_per_level, levels)
+    t0 = time.perf_counter()
+    result = evaluate(planner, boards, progress=not args.quiet)
+    print(f"{'level':>6} {'boards':>6} {'success':>8} {'optimal':>8} {'no plan':>8} {'hole':>5} {'short':>6} {'transitions':>12} {'s/plan':>7}")
+    for name, s in [*result["levels"].items(), ("all", result["total"])]:
+        print(f"{name:>6} {s['boards']:6d} {100 * s['success']:7.1f}% {100 * s['optimal']:7.1f}% {s['no_plan']:8d} "
+              f"{s['hole']:5d} {s['short']:6d} {s['imagined_transitions_per_plan']:12.1f} {s['seconds_per_plan']:7.2f}")
+    if args.json:
+        from latentum_world.evaluation import write_json
+
+        write_json(args.json, {"benchmark": "latent_bfs_planner_in_real_maze", "model": str(path), "seed": args.seed,
+                               "maps_per_level": args.maps_per_level, "max_depth": args.max_depth,
+                               "flags_from": args.flags_from, "threads": torch.get_num_threads(),
+                               "wall_seconds": time.perf_counter() - t0, **result})
+
+
+if __name__ == "__main__":
+    main()
