@@ -6,9 +6,13 @@ alone; its plan is then executed open-loop on the real board (non-slippery Froze
 :meth:`envs.vsp.maps.VSPMap.move`). A plan **succeeds** when the real player reaches the goal without
 entering a hole; it is **optimal** when it also has the length of the real shortest path. Per level and in
 total the JSON holds the success and optimal rates, the plans' failure kinds (no plan found, ended in a
-hole, stopped short of the goal), the imagined transitions spent per plan and the seconds per plan.
+hole, stopped short of the goal), the imagined transitions spent per board and the seconds per board.
 
-    python -m agents.plan_eval [--model DIR] [--maps-per-level 20] [--seed 20261129] [--json OUT]
+``--replan`` scores the planner closed-loop instead (model-predictive control): after every real step it
+plans again from the new real frame and takes only the plan's first action, for at most ``2 n^2`` real
+steps on an ``n x n`` board; imagination errors then cost at most a detour instead of the episode.
+
+    python -m agents.plan_eval [--model DIR] [--maps-per-level 20] [--seed 20261129] [--replan] [--json OUT]
 
 The boards are drawn from :func:`latentum_world.evaluation.perception.heldout_rng` with their own stream
 part, so they are neither training boards nor those of the other evaluations.
@@ -43,6 +47,23 @@ def execute(board: VSPMap, actions: list[int]) -> str:
     return "short"
 
 
+def closed_loop(planner, board: VSPMap, max_steps: int) -> tuple[str, int, int]:
+    """Replan from every real frame and take the first action: ``(outcome, real steps, imagined transitions)``
+    with outcome ``"goal"``, ``"hole"``, ``"no_plan"`` or ``"short"`` (``max_steps`` ran out)."""
+    renderer = model_renderer(planner.world.model.config, board.size)
+    last, transitions = None, 0
+    for step in range(max_steps):
+        plan = planner.plan(torch.from_numpy(renderer.render(board, last)), draft_board=board)
+        transitions += plan.imagined_transitions
+        if plan.actions is None:
+            return "no_plan", step, transitions
+        last = plan.actions[0]
+        board = board.move(last)
+        if board.on_goal or board.in_hole:
+            return ("goal" if board.on_goal else "hole"), step + 1, transitions
+    return "short", max_steps, transitions
+
+
 def heldout_boards(seed: int, maps_per_level: int, levels=LEVELS) -> list[VSPMap]:
     from latentum_world.evaluation.perception import heldout_rng
 
@@ -53,20 +74,24 @@ def heldout_boards(seed: int, maps_per_level: int, levels=LEVELS) -> list[VSPMap
     return boards
 
 
-def evaluate(planner, boards: list[VSPMap], progress: bool = True) -> dict:
-    """Plan on each board from its real first frame and execute the plan for real; the tallies (see the module docstring)."""
+def evaluate(planner, boards: list[VSPMap], progress: bool = True, replan: bool = False) -> dict:
+    """Plan on each board from its real first frame and execute the plan for real (``replan``: closed-loop,
+    :func:`closed_loop`); the tallies (see the module docstring)."""
     config = planner.world.model.config
     rows = []
-    for board in tqdm(boards, desc="planning", disable=not progress):
-        image = torch.from_numpy(model_renderer(config, board.size).render(board))
+    for board in tqdm(boards, desc="planning (closed-loop)" if replan else "planning", disable=not progress):
         t0 = time.perf_counter()
-        plan = planner.plan(image, draft_board=board)
+        if replan:
+            outcome, length, transitions = closed_loop(planner, board, 2 * board.size**2)
+        else:
+            plan = planner.plan(torch.from_numpy(model_renderer(config, board.size).render(board)), draft_board=board)
+            outcome = "no_plan" if plan.actions is None else execute(board, plan.actions)
+            length, transitions = (None if plan.actions is None else len(plan.actions)), plan.imagined_transitions
         seconds = time.perf_counter() - t0
-        outcome = "no_plan" if plan.actions is None else execute(board, plan.actions)
         shortest = len(board.shortest_path())
-        rows.append({"level": board.size, "outcome": outcome, "plan_length": None if plan.actions is None else len(plan.actions),
-                     "shortest": shortest, "optimal": outcome == "goal" and len(plan.actions) == shortest,
-                     "imagined_transitions": plan.imagined_transitions, "states": plan.states, "seconds": seconds})
+        rows.append({"level": board.size, "outcome": outcome, "length": length, "shortest": shortest,
+                     "optimal": outcome == "goal" and length == shortest, "imagined_transitions": transitions,
+                     "seconds": seconds})
     return {"total": _summary(rows), "levels": {str(lv): _summary([r for r in rows if r["level"] == lv])
                                                 for lv in sorted({r["level"] for r in rows})}}
 
@@ -76,8 +101,8 @@ def _summary(rows: list[dict]) -> dict:
     count = lambda kind: sum(r["outcome"] == kind for r in rows)  # noqa: E731
     return {"boards": n, "success": count("goal") / n, "optimal": sum(r["optimal"] for r in rows) / n,
             "no_plan": count("no_plan"), "hole": count("hole"), "short": count("short"),
-            "imagined_transitions_per_plan": float(np.mean([r["imagined_transitions"] for r in rows])),
-            "seconds_per_plan": float(np.mean([r["seconds"] for r in rows]))}
+            "imagined_transitions_per_board": float(np.mean([r["imagined_transitions"] for r in rows])),
+            "seconds_per_board": float(np.mean([r["seconds"] for r in rows]))}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -89,6 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-depth", type=int, default=64, help="imagined steps searched at most (default 64)")
     parser.add_argument("--flags-from", default="both", choices=("questions", "readout", "both"),
                         help="where the model's goal / hole answers come from (default 'both', the env's)")
+    parser.add_argument("--replan", action="store_true", help="closed-loop: replan from every real frame")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -109,16 +135,17 @@ def main(argv: list[str] | None = None) -> None:
     planner = LatentBFSPlanner(LatentWorldModel(model, tok, flags_from=args.flags_from), max_depth=args.max_depth)
     boards = heldout_boards(args.seed, args.maps_per_level, levels)
     t0 = time.perf_counter()
-    result = evaluate(planner, boards, progress=not args.quiet)
-    print(f"{'level':>6} {'boards':>6} {'success':>8} {'optimal':>8} {'no plan':>8} {'hole':>5} {'short':>6} {'transitions':>12} {'s/plan':>7}")
+    result = evaluate(planner, boards, progress=not args.quiet, replan=args.replan)
+    print(f"{'level':>6} {'boards':>6} {'success':>8} {'optimal':>8} {'no plan':>8} {'hole':>5} {'short':>6} {'transitions':>12} {'s/board':>7}")
     for name, s in [*result["levels"].items(), ("all", result["total"])]:
         print(f"{name:>6} {s['boards']:6d} {100 * s['success']:7.1f}% {100 * s['optimal']:7.1f}% {s['no_plan']:8d} "
-              f"{s['hole']:5d} {s['short']:6d} {s['imagined_transitions_per_plan']:12.1f} {s['seconds_per_plan']:7.2f}")
+              f"{s['hole']:5d} {s['short']:6d} {s['imagined_transitions_per_board']:12.1f} {s['seconds_per_board']:7.2f}")
     if args.json:
         from latentum_world.evaluation import write_json
 
         write_json(args.json, {"benchmark": "latent_bfs_planner_in_real_maze", "model": str(path), "seed": args.seed,
                                "maps_per_level": args.maps_per_level, "max_depth": args.max_depth,
+                               "mode": "closed-loop (replan every real step)" if args.replan else "open-loop (one plan)",
                                "flags_from": args.flags_from, "threads": torch.get_num_threads(),
                                "wall_seconds": time.perf_counter() - t0, **result})
 

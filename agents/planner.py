@@ -63,7 +63,7 @@ class LatentBFSPlanner:
         image = torch.as_tensor(image)
         if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != torch.uint8:
             raise ValueError(f"image must be one (S, S, 3) uint8 frame, got {tuple(image.shape)} {image.dtype}")
-        start = self.world.reset(image[None])[0]  # (P, K): the real frame's MBAQ codes
+        start = self.world.reset(image[None], draft_boards=[draft_board])[0]  # (P, K): the real frame's MBAQ codes
         seen = {_key(start)}
         frontier: list[tuple[torch.Tensor | None, list[int]]] = [(None, [])]  # (codes, actions); None: the real frame
         transitions = 0
