@@ -13,6 +13,11 @@ plans again from the new real frame and takes only the plan's first action, for 
 steps on an ``n x n`` board; imagination errors then cost at most a detour instead of the episode.
 
     python -m agents.plan_eval [--model DIR] [--maps-per-level 20] [--seed 20261129] [--replan] [--json OUT]
+        [--tensorboard runs/plans] [--show 2]
+
+``--tensorboard`` writes the success rates as scalars and, for the first ``--show`` boards of each level, the
+plan replayed in imagination beside the real maze under the same actions: a strip (real frames above the
+pixel decoder's pictures of the imagined states, with the model's goal / hole verdicts) and a GIF.
 
 The boards are drawn from :func:`latentum_world.evaluation.perception.heldout_rng` with their own stream
 part, so they are neither training boards nor those of the other evaluations.
@@ -76,9 +81,10 @@ def heldout_boards(seed: int, maps_per_level: int, levels=LEVELS) -> list[VSPMap
 
 def evaluate(planner, boards: list[VSPMap], progress: bool = True, replan: bool = False) -> dict:
     """Plan on each board from its real first frame and execute the plan for real (``replan``: closed-loop,
-    :func:`closed_loop`); the tallies (see the module docstring)."""
+    :func:`closed_loop`); the tallies (see the module docstring) and, under ``"plans"``, each board's
+    open-loop plan (``None`` with ``replan``)."""
     config = planner.world.model.config
-    rows = []
+    rows, plans = [], []
     for board in tqdm(boards, desc="planning (closed-loop)" if replan else "planning", disable=not progress):
         t0 = time.perf_counter()
         if replan:
@@ -87,13 +93,73 @@ def evaluate(planner, boards: list[VSPMap], progress: bool = True, replan: bool 
             plan = planner.plan(torch.from_numpy(model_renderer(config, board.size).render(board)), draft_board=board)
             outcome = "no_plan" if plan.actions is None else execute(board, plan.actions)
             length, transitions = (None if plan.actions is None else len(plan.actions)), plan.imagined_transitions
+            plans.append(plan.actions)
         seconds = time.perf_counter() - t0
         shortest = len(board.shortest_path())
         rows.append({"level": board.size, "outcome": outcome, "length": length, "shortest": shortest,
                      "optimal": outcome == "goal" and length == shortest, "imagined_transitions": transitions,
                      "seconds": seconds})
     return {"total": _summary(rows), "levels": {str(lv): _summary([r for r in rows if r["level"] == lv])
-                                                for lv in sorted({r["level"] for r in rows})}}
+                                                for lv in sorted({r["level"] for r in rows})},
+            "plans": plans if not replan else [None] * len(rows)}
+
+
+def imagined_episode(world, board: VSPMap, actions: list[int], name: str):
+    """The plan replayed in imagination (batch 1, from the real first frame) beside the real maze under the same
+    actions, as a :class:`latentum_world.demo.Episode` (it ends where the real episode ends)."""
+    from latentum_world.demo import Episode
+
+    image = torch.from_numpy(model_renderer(world.model.config, board.size).render(board))
+    codes = world.reset(image[None], draft_boards=[board])[0]
+    ep = Episode(name, [board], [None], [codes.cpu()], [None], [None])
+    for a in actions:
+        if board.terminal:
+            break
+        out = world.step(torch.tensor([a]))
+        board = board.move(a)
+        ep.maps.append(board)
+        ep.actions.append(a)
+        ep.codes.append(out.codes[0].cpu())
+        ep.reward.append(float(out.reward[0]))
+        ep.terminated.append(bool(out.terminated[0]))
+    return ep
+
+
+def write_tensorboard(logdir, world, boards: list[VSPMap], result: dict, show: int) -> dict:
+    """Scalars of ``result`` and, for the first ``show`` planned boards per level, strips and GIFs (see the module
+    docstring) under ``logdir``; returns what was written."""
+    from pathlib import Path
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    from latentum_world.demo import episode_strip, side_by_side_frames, write_gif
+    from latentum_world.world.decoder import decode_images, decoder_dir
+
+    logdir = Path(logdir)
+    written = {"logdir": str(logdir), "strips": 0, "gifs": []}
+    with SummaryWriter(log_dir=str(logdir)) as writer:
+        for name, s in [*result["levels"].items(), ("all", result["total"])]:
+            writer.add_scalar(f"plan/success/{name}", s["success"], 0)
+            writer.add_scalar(f"plan/optimal/{name}", s["optimal"], 0)
+        if not (decoder_dir(world.model) / "model.safetensors").is_file():
+            written["no_pictures"] = f"no pixel decoder at {decoder_dir(world.model)}"
+            return written
+        shown: dict[int, int] = {}
+        for i, (board, actions) in enumerate(zip(boards, result["plans"])):
+            if actions is None or shown.get(board.size, 0) >= show:
+                continue
+            shown[board.size] = shown.get(board.size, 0) + 1
+            tag = f"level{board.size}_board{i}"
+            ep = imagined_episode(world, board, actions, tag)
+            real = [model_renderer(world.model.config, board.size).render(m, a) for m, a in zip(ep.maps, ep.actions)]
+            imagined = list(decode_images(world.model, torch.stack(ep.codes)))
+            writer.add_image(f"plans/{tag}", episode_strip(ep, real, imagined), 0, dataformats="HWC")
+            written["strips"] += 1
+            path = logdir / "gifs" / f"{tag}.gif"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_gif(path, side_by_side_frames(ep, real, imagined))
+            written["gifs"].append(str(path))
+    return written
 
 
 def _summary(rows: list[dict]) -> dict:
@@ -117,6 +183,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--replan", action="store_true", help="closed-loop: replan from every real frame")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--tensorboard", metavar="LOGDIR", help="write scalars, plan strips and GIFs here")
+    parser.add_argument("--show", type=int, default=2, help="boards per level pictured in TensorBoard (default 2)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     levels = tuple(int(x) for x in args.levels.split(",") if x)
@@ -140,6 +208,11 @@ def main(argv: list[str] | None = None) -> None:
     for name, s in [*result["levels"].items(), ("all", result["total"])]:
         print(f"{name:>6} {s['boards']:6d} {100 * s['success']:7.1f}% {100 * s['optimal']:7.1f}% {s['no_plan']:8d} "
               f"{s['hole']:5d} {s['short']:6d} {s['imagined_transitions_per_board']:12.1f} {s['seconds_per_board']:7.2f}")
+    plans = result.pop("plans")
+    if args.tensorboard:
+        written = write_tensorboard(args.tensorboard, planner.world, boards, {**result, "plans": plans}, args.show)
+        print(f"TensorBoard: tensorboard --logdir {args.tensorboard}  ({written['strips']} plan strips"
+              + (f"; {written['no_pictures']}" if "no_pictures" in written else "") + ")")
     if args.json:
         from latentum_world.evaluation import write_json
 

@@ -93,8 +93,8 @@ class LatentUMVSPEnv(gym.Env):
         steps (about 90 s with an empty Inductor cache); needs a C++ compiler.
     :param flags_from: where reward and termination come from: ``"both"`` (default: the understanding
         branch's yes/no answers about the imagined state, each "Yes" confirmed by its whole-board read-out
-        of that state, decoded only then), ``"questions"`` (the answers alone: fastest, about 2x the steps
-        per second at 64 envs, more false terminations) or ``"readout"`` (the read-out alone, every step).
+        of that state, decoded only then), ``"questions"`` (the answers alone: fastest, about 15 % more
+        steps per second at 64 envs with the read-outs drafted, more false terminations) or ``"readout"`` (the read-out alone, every step).
         See :class:`latentum_world.world.model.LatentWorldModel`.
     """
 

@@ -114,11 +114,14 @@ def test_bundled_model_plans_reach_the_real_goal():
     assert result["total"]["imagined_transitions_per_board"] >= 4
 
 
-def test_cli_writes_json(tmp_path):
-    out = tmp_path / "plan.json"
-    main(["--maps-per-level", "1", "--levels", "3", "--quiet", "--json", str(out)])
+def test_cli_writes_json_and_tensorboard(tmp_path):
+    out, tb = tmp_path / "plan.json", tmp_path / "tb"
+    main(["--maps-per-level", "2", "--levels", "3", "--quiet", "--json", str(out), "--tensorboard", str(tb), "--show", "1"])
     data = json.loads(out.read_text())
-    assert data["total"]["boards"] == 1 and set(data["levels"]) == {"3"}
+    assert data["total"]["boards"] == 2 and set(data["levels"]) == {"3"} and "plans" not in data
+    gifs = list((tb / "gifs").glob("level3_board*.gif"))
+    assert len(gifs) == 1  # --show 1: one board pictured
+    assert list(tb.glob("events.out.tfevents.*"))
     with pytest.raises(SystemExit):
         main(["--levels", "9"])
     with pytest.raises(SystemExit):
