@@ -3,8 +3,12 @@
 ``gym.make_vec("LatentUM-VSP-v0", num_envs=N, vectorization_mode="vector_entry_point")``. Each slot
 keeps its own ``np_random`` (real start maps) and its own sampling generator, seeded exactly as the
 single env seeds them, so slot ``i`` with seed ``s + i`` reproduces ``LatentUM-VSP-v0`` reset with
-seed ``s + i``. Finished slots restart on the next step with a fresh REAL start state (Gymnasium's
-next-step autoreset: that step's action is ignored for them).
+seed ``s + i``. Finished slots restart with a fresh REAL start state: by default on the next step
+(Gymnasium's next-step autoreset: that step's action is ignored for them); with
+``autoreset_mode=AutoresetMode.SAME_STEP`` (or ``"SameStep"``) in the step that ends them, which returns the new
+start's observation and puts the last one in ``info["final_obs"]`` (an object array, set where
+``info["_final_obs"]``) and that step's infos in ``info["final_info"]``, as Gymnasium's own vector envs do;
+Stable-Baselines3 expects this (:class:`agents.sb3_vec_env.SB3VecEnv`).
 """
 
 from __future__ import annotations
@@ -30,12 +34,20 @@ class LatentUMVSPVectorEnv(VectorEnv):
     """:param num_envs: slots; other parameters as :class:`envs.latent_env.LatentUMVSPEnv`."""
 
     metadata = {"render_modes": ["rgb_array"], "autoreset_mode": AutoresetMode.NEXT_STEP}
+    AUTORESET_MODES = (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP)
 
     def __init__(self, num_envs: int = 1, model: str | None = None, levels=LEVELS, obs_type: str = "latent",
                  temperature: float = 0.0, top_k: int | None = None, top_p: float | None = None,
                  max_episode_steps: int | None = 32, hole_prob: float = 0.2, device: str = "cpu",
                  render_mode: str | None = None, readout: bool = False, compile: bool = False,
-                 flags_from: str = DEFAULT_FLAG_SOURCE):
+                 flags_from: str = DEFAULT_FLAG_SOURCE, autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP):
+        try:
+            autoreset_mode = AutoresetMode(autoreset_mode)
+        except ValueError:
+            autoreset_mode = None
+        if autoreset_mode not in self.AUTORESET_MODES:
+            raise ValueError(f"autoreset_mode must be one of {[m.value for m in self.AUTORESET_MODES]}")
+        self.metadata = {**self.metadata, "autoreset_mode": autoreset_mode}
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         if obs_type not in OBS_TYPES:
@@ -122,7 +134,23 @@ class LatentUMVSPVectorEnv(VectorEnv):
                 truncated[active] = ~terminated[active] & (self._elapsed[active] >= self.max_episode_steps)
         self._ended = terminated | truncated
         obs = codes_to_obs(self.model, self.world.codes, self.obs_type)
-        return obs, rewards, terminated, truncated, self._infos(p_goal, p_hole)
+        infos = self._infos(p_goal, p_hole)
+        ended = np.flatnonzero(self._ended)
+        if self.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP and len(ended):
+            final_obs = np.full(n, None, dtype=object)
+            for i in ended:
+                final_obs[i] = obs[i].copy()
+            mask = self._ended.copy()
+            final_info = {**infos, **{f"_{k}": mask for k in infos}}
+            images = np.stack([self._start(int(i), None) for i in ended])  # clears _ended for them
+            self.world.reset(torch.from_numpy(images), rows=torch.from_numpy(ended),
+                             draft_boards=[self.real_maps[i] for i in ended])
+            obs = codes_to_obs(self.model, self.world.codes, self.obs_type)
+            p_goal, p_hole = p_goal.copy(), p_hole.copy()
+            p_goal[ended] = p_hole[ended] = 0.0  # the restarted slots' infos are their reset's
+            infos = {**self._infos(p_goal, p_hole), "final_obs": final_obs, "_final_obs": mask,
+                     "final_info": final_info, "_final_info": mask}
+        return obs, rewards, terminated, truncated, infos
 
     def render(self):
         if self.render_mode == "rgb_array":
