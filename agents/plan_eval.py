@@ -6,7 +6,8 @@ alone; its plan is then executed open-loop on the real board (non-slippery Froze
 :meth:`envs.vsp.maps.VSPMap.move`). A plan **succeeds** when the real player reaches the goal without
 entering a hole; it is **optimal** when it also has the length of the real shortest path. Per level and in
 total the JSON holds the success and optimal rates, the plans' failure kinds (no plan found, ended in a
-hole, stopped short of the goal), the imagined transitions spent per board and the seconds per board.
+hole, stopped short of the goal), the imagined transitions spent per board and the seconds per board; every
+failed board is listed under ``failures`` (its VSP table, the actions taken, the outcome).
 
 ``--replan`` scores the planner closed-loop instead (model-predictive control): after every real step it
 plans again from the new real frame and takes only the plan's first action, for at most ``2 n^2`` real
@@ -32,7 +33,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from envs.vsp.maps import LEVELS, VSPMap, generate_map
+from envs.vsp.formats import to_table
+from envs.vsp.maps import ACTION_LETTERS, LEVELS, VSPMap, generate_map
 from envs.vsp.observation import model_renderer
 
 #: Stream part of :func:`~latentum_world.evaluation.perception.heldout_rng` for the planner's boards.
@@ -84,7 +86,7 @@ def evaluate(planner, boards: list[VSPMap], progress: bool = True, replan: bool 
     :func:`closed_loop`); the tallies (see the module docstring) and, under ``"plans"``, each board's
     open-loop plan (``None`` with ``replan``)."""
     config = planner.world.model.config
-    rows, plans = [], []
+    rows, plans, failures = [], [], []
     for board in tqdm(boards, desc="planning (closed-loop)" if replan else "planning", disable=not progress):
         t0 = time.perf_counter()
         if replan:
@@ -96,12 +98,15 @@ def evaluate(planner, boards: list[VSPMap], progress: bool = True, replan: bool 
             plans.append(plan.actions)
         seconds = time.perf_counter() - t0
         shortest = len(board.shortest_path())
+        if outcome != "goal":
+            failures.append({"level": board.size, "board": to_table(board), "outcome": outcome, "shortest": shortest,
+                             "actions": None if replan or plans[-1] is None else "".join(ACTION_LETTERS[a] for a in plans[-1])})
         rows.append({"level": board.size, "outcome": outcome, "length": length, "shortest": shortest,
                      "optimal": outcome == "goal" and length == shortest, "imagined_transitions": transitions,
                      "seconds": seconds})
     return {"total": _summary(rows), "levels": {str(lv): _summary([r for r in rows if r["level"] == lv])
                                                 for lv in sorted({r["level"] for r in rows})},
-            "plans": plans if not replan else [None] * len(rows)}
+            "failures": failures, "plans": plans if not replan else [None] * len(rows)}
 
 
 def imagined_episode(world, board: VSPMap, actions: list[int], name: str):

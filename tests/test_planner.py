@@ -11,6 +11,7 @@ import torch
 
 from agents.plan_eval import closed_loop, evaluate, execute, heldout_boards, main
 from agents.planner import LatentBFSPlanner
+from envs.vsp.formats import to_table
 from envs.vsp.maps import VSPMap, generate_map
 from latentum_world.world.model import WorldStep
 
@@ -75,6 +76,9 @@ def test_a_lying_world_fails_in_the_real_maze():
     assert plan.actions == [0]  # the first row (Left) "reaches the goal"
     assert execute(board, plan.actions) == "short"
     assert execute(board, [2]) == "hole"
+    result = evaluate(LatentBFSPlanner(BoardWorld(board, lie_goal=True)), [board], progress=False)
+    assert result["total"]["success"] == 0 and result["total"]["short"] == 1
+    assert result["failures"] == [{"level": 4, "board": to_table(board), "outcome": "short", "shortest": 6, "actions": "L"}]
 
 
 def test_closed_loop_replans_from_each_real_frame():
