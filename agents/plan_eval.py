@@ -109,27 +109,6 @@ def evaluate(planner, boards: list[VSPMap], progress: bool = True, replan: bool 
             "failures": failures, "plans": plans if not replan else [None] * len(rows)}
 
 
-def imagined_episode(world, board: VSPMap, actions: list[int], name: str):
-    """The plan replayed in imagination (batch 1, from the real first frame) beside the real maze under the same
-    actions, as a :class:`latentum_world.demo.Episode` (it ends where the real episode ends)."""
-    from latentum_world.demo import Episode
-
-    image = torch.from_numpy(model_renderer(world.model.config, board.size).render(board))
-    codes = world.reset(image[None], draft_boards=[board])[0]
-    ep = Episode(name, [board], [None], [codes.cpu()], [None], [None])
-    for a in actions:
-        if board.terminal:
-            break
-        out = world.step(torch.tensor([a]))
-        board = board.move(a)
-        ep.maps.append(board)
-        ep.actions.append(a)
-        ep.codes.append(out.codes[0].cpu())
-        ep.reward.append(float(out.reward[0]))
-        ep.terminated.append(bool(out.terminated[0]))
-    return ep
-
-
 def write_tensorboard(logdir, world, boards: list[VSPMap], result: dict, show: int) -> dict:
     """Scalars of ``result`` and, for the first ``show`` planned boards per level, strips and GIFs (see the module
     docstring) under ``logdir``; returns what was written."""
@@ -137,8 +116,7 @@ def write_tensorboard(logdir, world, boards: list[VSPMap], result: dict, show: i
 
     from torch.utils.tensorboard import SummaryWriter
 
-    from latentum_world.demo import episode_strip, side_by_side_frames, write_gif
-    from latentum_world.world.decoder import decode_images, decoder_dir
+    from agents.pictures import can_draw, log_episode
 
     logdir = Path(logdir)
     written = {"logdir": str(logdir), "strips": 0, "gifs": []}
@@ -146,23 +124,16 @@ def write_tensorboard(logdir, world, boards: list[VSPMap], result: dict, show: i
         for name, s in [*result["levels"].items(), ("all", result["total"])]:
             writer.add_scalar(f"plan/success/{name}", s["success"], 0)
             writer.add_scalar(f"plan/optimal/{name}", s["optimal"], 0)
-        if not (decoder_dir(world.model) / "model.safetensors").is_file():
-            written["no_pictures"] = f"no pixel decoder at {decoder_dir(world.model)}"
+        if not can_draw(world):
+            written["no_pictures"] = "no pixel decoder in the model's checkpoint"
             return written
         shown: dict[int, int] = {}
         for i, (board, actions) in enumerate(zip(boards, result["plans"])):
             if actions is None or shown.get(board.size, 0) >= show:
                 continue
             shown[board.size] = shown.get(board.size, 0) + 1
-            tag = f"level{board.size}_board{i}"
-            ep = imagined_episode(world, board, actions, tag)
-            real = [model_renderer(world.model.config, board.size).render(m, a) for m, a in zip(ep.maps, ep.actions)]
-            imagined = list(decode_images(world.model, torch.stack(ep.codes)))
-            writer.add_image(f"plans/{tag}", episode_strip(ep, real, imagined), 0, dataformats="HWC")
+            path = log_episode(writer, logdir / "gifs", world, board, actions, f"plans/level{board.size}_board{i}")
             written["strips"] += 1
-            path = logdir / "gifs" / f"{tag}.gif"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_gif(path, side_by_side_frames(ep, real, imagined))
             written["gifs"].append(str(path))
     return written
 

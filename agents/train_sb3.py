@@ -9,8 +9,9 @@ uniform random policy (the baseline an untrained agent gets), and the agent is s
     python -m agents.train_sb3 [--algo ppo] [--levels 3] [--num-envs 16] [--timesteps 60000] [--seed 0]
         [--out runs/agents/ppo_level3] [--eval-episodes 200]
 
-``--out`` gets SB3's TensorBoard run (``tensorboard --logdir OUT``: SB3's training curves, plus the real-maze
-success rates as ``eval/*`` scalars), the policy's weights (``policy.safetensors``, loaded with
+``--out`` gets SB3's TensorBoard run (``tensorboard --logdir OUT``: SB3's training curves, the real-maze
+success rates as ``eval/*`` scalars, and the first ``--show`` real episodes beside the world model's imagination
+under the same actions, as strips and GIFs, :mod:`agents.pictures`), the policy's weights (``policy.safetensors``, loaded with
 :func:`load_agent`), ``agent.json`` (the command's settings) and ``eval.json`` (the scores).
 """
 
@@ -69,24 +70,30 @@ def load_agent(out: str | Path, env=None):
     return agent
 
 
-def real_maze_scores(policy, model: str | None, levels, episodes: int, seed: int, max_steps: int) -> dict:
-    """Greedy ``policy(obs) -> action`` on ``episodes`` real mazes (seeds ``seed + i``): success rate, mean steps."""
+def real_maze_scores(policy, model: str | None, levels, episodes: int, seed: int, max_steps: int,
+                     keep: int = 0) -> dict:
+    """Greedy ``policy(obs) -> action`` on ``episodes`` real mazes (seeds ``seed + i``): success rate, mean steps,
+    and under ``"kept"`` the first ``keep`` episodes as (start board, actions)."""
     import gymnasium as gym
 
     import latentum_world  # noqa: F401
 
     env = gym.make("VSPMaze-v0", obs_type="latent", model=model, levels=levels, max_episode_steps=max_steps)
-    wins, steps = 0, []
+    wins, steps, kept = 0, [], []
     for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
+        obs, info = env.reset(seed=seed + i)
+        start, actions = info["map"], []
         for t in range(max_steps):
-            obs, reward, terminated, truncated, _ = env.step(int(policy(obs)))
+            actions.append(int(policy(obs)))
+            obs, reward, terminated, truncated, _ = env.step(actions[-1])
             if terminated or truncated:
                 break
         wins += reward > 0
         steps.append(t + 1)
+        if i < keep:
+            kept.append((start, actions))
     env.close()
-    return {"episodes": episodes, "success": wins / episodes, "mean_steps": float(np.mean(steps))}
+    return {"episodes": episodes, "success": wins / episodes, "mean_steps": float(np.mean(steps)), "kept": kept}
 
 
 def random_scores(levels, episodes: int, seed: int, max_steps: int) -> dict:
@@ -132,6 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-episodes", type=int, default=200, help="real mazes the agent is scored on (default 200)")
     parser.add_argument("--eval-seed", type=int, default=DEFAULT_EVAL_SEED)
+    parser.add_argument("--show", type=int, default=4, help="real episodes pictured beside imagination (default 4)")
     parser.add_argument("--out", default=None, help="output directory (default runs/agents/<algo>_level<levels>)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
@@ -163,7 +171,9 @@ def main(argv: list[str] | None = None) -> None:
     save_agent(agent, out, settings)
 
     policy = lambda obs: agent.predict(obs, deterministic=True)[0]  # noqa: E731
-    real = real_maze_scores(policy, model, levels, args.eval_episodes, args.eval_seed, args.max_episode_steps)
+    real = real_maze_scores(policy, model, levels, args.eval_episodes, args.eval_seed, args.max_episode_steps,
+                            keep=args.show)
+    kept = real.pop("kept")
     baseline = random_scores(levels, args.eval_episodes, args.eval_seed, args.max_episode_steps)
     imagined = imagined_scores(agent, env, args.eval_episodes)
     env.close()
@@ -175,6 +185,14 @@ def main(argv: list[str] | None = None) -> None:
         writer.add_scalar("eval/real_maze_success", real["success"], args.timesteps)
         writer.add_scalar("eval/random_policy_real_maze_success", baseline["success"], args.timesteps)
         writer.add_scalar("eval/imagination_success", imagined["success"], args.timesteps)
+        from agents.pictures import can_draw, log_episode
+        from latentum_world.world.loading import load_world_model
+        from latentum_world.world.model import LatentWorldModel
+
+        world = LatentWorldModel(*load_world_model(model))
+        if kept and can_draw(world):
+            for i, (board, actions) in enumerate(kept):
+                log_episode(writer, out / "gifs", world, board, actions, f"agent/real_episode{i}_level{board.size}")
     print(f"trained {args.timesteps} imagined steps in {train_seconds:.0f} s; real mazes (levels {args.levels}, "
           f"{args.eval_episodes} episodes): success {100 * real['success']:.1f} % (random policy "
           f"{100 * baseline['success']:.1f} %; in imagination {100 * imagined['success']:.1f} %)")

@@ -95,8 +95,11 @@ def test_train_sb3_writes_agent_and_scores(tmp_path):
     from agents.train_sb3 import load_agent, main, random_scores
 
     out = tmp_path / "agent"
-    main(["--timesteps", "64", "--num-envs", "4", "--eval-episodes", "3", "--max-episode-steps", "4", "--out", str(out), "--quiet"])
+    main(["--timesteps", "64", "--num-envs", "4", "--eval-episodes", "3", "--max-episode-steps", "4", "--out", str(out),
+          "--quiet", "--show", "2"])
     result = json.loads((out / "eval.json").read_text())
+    assert sorted(p.name for p in (out / "gifs").glob("*.gif")) == ["real_episode0_level3.gif", "real_episode1_level3.gif"]
+    assert "kept" not in result["real_maze"]
     assert result["real_maze"]["episodes"] == 3 and 0 <= result["real_maze"]["success"] <= 1
     assert result["random_policy_real_maze"] == random_scores((3,), 3, result["eval_seed"], 4)  # deterministic
     agent = load_agent(out)
