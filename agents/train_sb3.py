@@ -6,7 +6,7 @@ then run unchanged in ``VSPMaze-v0(obs_type="latent")``, where the real frame is
 ``--eval-episodes`` real mazes (seeds ``--eval-seed + i``), greedily. The same real mazes are also played by a
 uniform random policy (the baseline an untrained agent gets), and the agent is scored in imagination too.
 
-    python -m agents.train_sb3 [--algo ppo] [--levels 3] [--num-envs 16] [--timesteps 60000] [--seed 0]
+    python -m agents.train_sb3 [--algo ppo] [--levels 3] [--num-envs 32] [--timesteps 60000] [--seed 0]
         [--out runs/agents/ppo_level3] [--eval-episodes 200]
 
 ``--out`` gets SB3's TensorBoard run (``tensorboard --logdir OUT``: SB3's training curves, the real-maze
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--algo", default="ppo", choices=ALGOS)
     parser.add_argument("--model", help="world-model directory (default: the bundled checkpoint)")
     parser.add_argument("--levels", default="3", help="comma-separated levels of the training and real mazes (default 3)")
-    parser.add_argument("--num-envs", type=int, default=16, help="imagined mazes per batched model call (default 16)")
+    parser.add_argument("--num-envs", type=int, default=32, help="imagined mazes per batched model call (default 32)")
     parser.add_argument("--timesteps", type=int, default=60_000, help="imagined steps to train on (default 60,000)")
     parser.add_argument("--max-episode-steps", type=int, default=16, help="truncation, imagined and real (default 16)")
     parser.add_argument("--seed", type=int, default=0)
