@@ -10,7 +10,8 @@ so every SB3 step is ONE batched model call for all ``num_envs`` mazes::
 
 SB3's conventions are kept: an ended slot's step already returns its next episode's first observation, with the
 last one in ``infos[i]["terminal_observation"]`` and ``infos[i]["TimeLimit.truncated"]`` set on truncation;
-``seed(s)`` makes the next ``reset`` seed slot ``i`` with ``s + i``.
+``seed(s)`` makes the next ``reset`` seed slot ``i`` with ``s + i``. Wrap it in SB3's ``VecMonitor`` for the
+episode return and length curves (``rollout/ep_rew_mean``) in TensorBoard.
 """
 
 from __future__ import annotations

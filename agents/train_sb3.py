@@ -160,7 +160,10 @@ def main(argv: list[str] | None = None) -> None:
     except FileNotFoundError as e:
         parser.error(str(e))
     torch.manual_seed(args.seed)
-    env = SB3VecEnv.make(num_envs=args.num_envs, model=model, levels=levels, max_episode_steps=args.max_episode_steps)
+    from stable_baselines3.common.vec_env import VecMonitor
+
+    env = VecMonitor(SB3VecEnv.make(num_envs=args.num_envs, model=model, levels=levels,
+                                    max_episode_steps=args.max_episode_steps))  # episode return / length curves
     env.seed(args.seed)
     agent = make_agent(args.algo, env, args.seed, tensorboard_log=str(out))
     t0 = time.perf_counter()
