@@ -117,14 +117,21 @@ def random_scores(levels, episodes: int, seed: int, max_steps: int) -> dict:
 
 
 def imagined_scores(agent, env, episodes: int) -> dict:
-    """Greedy episodes in imagination (the training env's batched slots): share the model says reach the goal."""
-    obs = env.reset()
-    done_eps, wins = 0, 0
+    """Greedy episodes in imagination (the training env's batched slots): the share the model says reach the goal.
+
+    Each round resets every slot and counts only its FIRST episode, until ``episodes`` are counted: counting
+    episodes as they finish would over-sample the short ones (small boards, near goals), which succeed more."""
+    wins = done_eps = 0
     while done_eps < episodes:
-        actions, _ = agent.predict(obs, deterministic=True)
-        obs, rewards, dones, _ = env.step(actions)
-        done_eps += int(dones.sum())
-        wins += int((rewards[dones] > 0).sum())
+        obs = env.reset()
+        counted = np.zeros(env.num_envs, dtype=bool)
+        while not counted.all():
+            actions, _ = agent.predict(obs, deterministic=True)
+            obs, rewards, dones, _ = env.step(actions)
+            new = dones & ~counted
+            wins += int((rewards[new] > 0).sum())
+            counted |= dones
+        done_eps += env.num_envs
     return {"episodes": done_eps, "success": wins / done_eps}
 
 

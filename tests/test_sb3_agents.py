@@ -125,3 +125,27 @@ def test_ppo_trained_in_imagination_beats_random_in_the_real_maze():
     real = real_maze_scores(lambda o: agent.predict(o, deterministic=True)[0], None, (3,), 100, 1_000_000, 16)
     baseline = random_scores((3,), 100, 1_000_000, 16)
     assert real["success"] >= 0.7 and real["success"] >= baseline["success"] + 0.2, (real, baseline)
+
+
+def test_imagined_scores_count_each_slot_once_per_round():
+    """Slot 0's episodes last 1 step and succeed, slot 1's last 5 and fail: counting episodes as they finish
+    would report about 5 / 6; one episode per slot per round gives 1 / 2."""
+    from agents.train_sb3 import imagined_scores
+
+    class TwoSlots:
+        num_envs = 2
+
+        def reset(self):
+            self.t = 0
+            return np.zeros((2, 1))
+
+        def step(self, actions):
+            self.t += 1
+            dones = np.array([True, self.t % 5 == 0])
+            return np.zeros((2, 1)), np.array([1.0, 0.0], dtype=np.float32), dones, [{}, {}]
+
+    class Still:
+        def predict(self, obs, deterministic=True):
+            return np.zeros(len(obs), dtype=int), None
+
+    assert imagined_scores(Still(), TwoSlots(), 10) == {"episodes": 10, "success": 0.5}
