@@ -89,18 +89,20 @@ def evaluate(planner, boards: list[VSPMap], progress: bool = True, replan: bool 
     rows, plans, failures = [], [], []
     for board in tqdm(boards, desc="planning (closed-loop)" if replan else "planning", disable=not progress):
         t0 = time.perf_counter()
+        actions = None
         if replan:
             outcome, length, transitions = closed_loop(planner, board, 2 * board.size**2)
         else:
             plan = planner.plan(torch.from_numpy(model_renderer(config, board.size).render(board)), draft_board=board)
             outcome = "no_plan" if plan.actions is None else execute(board, plan.actions)
-            length, transitions = (None if plan.actions is None else len(plan.actions)), plan.imagined_transitions
-            plans.append(plan.actions)
+            actions, transitions = plan.actions, plan.imagined_transitions
+            length = None if actions is None else len(actions)
+            plans.append(actions)
         seconds = time.perf_counter() - t0
         shortest = len(board.shortest_path())
         if outcome != "goal":
             failures.append({"level": board.size, "board": to_table(board), "outcome": outcome, "shortest": shortest,
-                             "actions": None if replan or plans[-1] is None else "".join(ACTION_LETTERS[a] for a in plans[-1])})
+                             "actions": None if actions is None else "".join(ACTION_LETTERS[a] for a in actions)})
         rows.append({"level": board.size, "outcome": outcome, "length": length, "shortest": shortest,
                      "optimal": outcome == "goal" and length == shortest, "imagined_transitions": transitions,
                      "seconds": seconds})

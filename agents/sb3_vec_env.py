@@ -45,8 +45,7 @@ class SB3VecEnv(VecEnv):
 
     # ------------------------------------------------------------------ VecEnv API
     def reset(self) -> np.ndarray:
-        seeds = [s for s in self._seeds]
-        seed = None if seeds[0] is None else [int(s) if s is not None else None for s in seeds]
+        seed = None if self._seeds[0] is None else [int(s) for s in self._seeds]  # seed() sets every slot
         obs, info = self.env.reset(seed=seed)
         self.reset_infos = [{} for _ in range(self.num_envs)]
         self._reset_seeds()

@@ -79,21 +79,10 @@ def real_maze_scores(policy, model: str | None, levels, episodes: int, seed: int
     import latentum_world  # noqa: F401
 
     env = gym.make("VSPMaze-v0", obs_type="latent", model=model, levels=levels, max_episode_steps=max_steps)
-    wins, steps, kept = 0, [], []
-    for i in range(episodes):
-        obs, info = env.reset(seed=seed + i)
-        start, actions = info["map"], []
-        for t in range(max_steps):
-            actions.append(int(policy(obs)))
-            obs, reward, terminated, truncated, _ = env.step(actions[-1])
-            if terminated or truncated:
-                break
-        wins += reward > 0
-        steps.append(t + 1)
-        if i < keep:
-            kept.append((start, actions))
-    env.close()
-    return {"episodes": episodes, "success": wins / episodes, "mean_steps": float(np.mean(steps)), "kept": kept}
+    runs = _real_episodes(env, lambda i, obs: int(policy(obs)), episodes, seed, max_steps)
+    return {"episodes": episodes, "success": float(np.mean([won for _, _, won in runs])),
+            "mean_steps": float(np.mean([len(actions) for _, actions, _ in runs])),
+            "kept": [(start, actions) for start, actions, _ in runs[:keep]]}
 
 
 def random_scores(levels, episodes: int, seed: int, max_steps: int) -> dict:
@@ -103,17 +92,26 @@ def random_scores(levels, episodes: int, seed: int, max_steps: int) -> dict:
     import latentum_world  # noqa: F401
 
     env = gym.make("VSPMaze-v0", obs_type="grid", levels=levels, max_episode_steps=max_steps)
-    wins = 0
+    rngs = [np.random.default_rng(seed + i) for i in range(episodes)]
+    runs = _real_episodes(env, lambda i, obs: int(rngs[i].integers(4)), episodes, seed, max_steps)
+    return {"episodes": episodes, "success": float(np.mean([won for _, _, won in runs]))}
+
+
+def _real_episodes(env, act, episodes: int, seed: int, max_steps: int) -> list[tuple]:
+    """Episode ``i`` of the real maze ``env`` reset with ``seed + i``, actions ``act(i, obs)``: per episode
+    (start board, actions, reached the goal). Closes ``env``."""
+    runs = []
     for i in range(episodes):
-        env.reset(seed=seed + i)
-        rng = np.random.default_rng(seed + i)
+        obs, info = env.reset(seed=seed + i)
+        start, actions, reward = info["map"], [], 0.0
         for _ in range(max_steps):
-            _, reward, terminated, truncated, _ = env.step(int(rng.integers(4)))
+            actions.append(act(i, obs))
+            obs, reward, terminated, truncated, _ = env.step(actions[-1])
             if terminated or truncated:
                 break
-        wins += reward > 0
+        runs.append((start, actions, reward > 0))
     env.close()
-    return {"episodes": episodes, "success": wins / episodes}
+    return runs
 
 
 def imagined_scores(agent, env, episodes: int) -> dict:

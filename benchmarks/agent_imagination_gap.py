@@ -12,7 +12,9 @@ move was.
 from __future__ import annotations
 
 import argparse
+import json
 from collections import Counter
+from pathlib import Path
 
 import gymnasium as gym
 
@@ -31,9 +33,6 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     agent = load_agent(args.agent)
-    import json
-    from pathlib import Path
-
     settings = json.loads((Path(args.agent) / "agent.json").read_text())
     env = gym.make("LatentUM-VSP-v0", model=settings["model"], levels=tuple(settings["levels"]),
                    max_episode_steps=settings["max_episode_steps"], readout=True)
