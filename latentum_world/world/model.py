@@ -25,6 +25,7 @@ from latentum_world.model.depth_head import Sampling
 from latentum_world.model.generation import generate_state
 from latentum_world.model.language import KVCache
 from latentum_world.model.draft import draft_greedy_decode
+from latentum_world.world.fused_step import FusedStep
 
 
 FLAG_SOURCES = ("questions", "readout", "both")  # where reward and termination are read from (LatentWorldModel's flags_from)
@@ -134,8 +135,13 @@ class LatentWorldModel:
         c = model.config
         self.device = next(model.parameters()).device
         self.action_ids = torch.tensor(tokenizer.convert_tokens_to_ids(list(ACTION_LETTERS)), device=self.device)
-        self.compiled = CompiledImagination() if compile else None
-        self.flag_questions = FlagQuestions(model, tokenizer, self.compiled)
+        # compiled greedy steps run as three fused graphs (:mod:`latentum_world.world.fused_step`; flag questions
+        # answered directly); resets and read-outs, whose shapes vary, then stay eager. Otherwise (sampling, or
+        # interpreted answers) the general forwards are compiled piece by piece.
+        fused = compile and self.sampling.greedy and c.flag_answers != "interpreted"
+        self.compiled = CompiledImagination() if compile and not fused else None
+        self.flag_questions = fq = FlagQuestions(model, tokenizer, self.compiled)
+        self.fused = FusedStep(model, self.action_ids, fq.question_prefix, fq.questions, (fq.yes, fq.no)) if fused else None
         self._text, self._image = ingest_functions(self.compiled)
         self.table_prompt = torch.tensor(tokenizer.encode_text(table_question(VSPMap(3, (0, 0), (1, 1)))[0]), device=self.device)
         # the read-out's player pieces (" @ |", " % |", " ! |": one token each) -> their symbol
@@ -219,11 +225,16 @@ class LatentWorldModel:
                 sampling = Sampling(sampling.temperature, sampling.top_k, sampling.top_p, sampling.greedy,
                                     [sampling.generator[int(i)] for i in rows])
         cache = self.cache.clone() if rows is None else self.cache.select(rows)  # <img> s_t </img>
-        self._text(self.model, cache, self.action_ids[actions][:, None])  # ... a_t
-        codes = generate_state(self.model, cache, sampling, reingest=False, compiled=self.compiled)  # the generation branch imagines s_t+1
-        embeds = self.model.project_latents(codes)
-        fresh = KVCache(self.model.config.num_layers)
-        self._image(self.model, fresh, embeds)  # s_t+1 re-ingested by the understanding branch: the next context
+        flags = None
+        if self.fused is not None and sampling.greedy:  # the same computation as below, as compiled graphs
+            codes, embeds = self.fused.imagine(cache, actions)
+            fresh, *flags = self.fused.understand(embeds)
+        else:
+            self._text(self.model, cache, self.action_ids[actions][:, None])  # ... a_t
+            codes = generate_state(self.model, cache, sampling, reingest=False, compiled=self.compiled)  # the generation branch imagines s_t+1
+            embeds = self.model.project_latents(codes)
+            fresh = KVCache(self.model.config.num_layers)
+            self._image(self.model, fresh, embeds)  # s_t+1 re-ingested by the understanding branch: the next context
         boards = None
         stepped = list(range(len(codes))) if rows is None else rows.tolist()  # the stepped rows' indices
         if self.flags_from == "readout":  # the model's own table read-out: "%" on the goal, "!" in a hole
@@ -231,13 +242,14 @@ class LatentWorldModel:
             p_goal = torch.tensor([float(b is not None and b.on_goal) for b in boards], device=self.device)
             p_hole = torch.tensor([float(b is not None and b.in_hole) for b in boards], device=self.device)
         else:
-            p_goal, p_hole = self.answer_flags(embeds, fresh)
+            p_goal, p_hole = flags or self.answer_flags(embeds, fresh)
         goal, hole = p_goal > 0.5, p_hole > 0.5
         if self.flags_from == "both":  # every Yes must be confirmed by the read-out's player piece (those rows only)
             asked = torch.nonzero(goal | hole).flatten()
             pieces = [None] * len(codes)
             drafts = [self._draft_boards[stepped[i]] for i in asked.tolist()]
-            for i, piece in zip(asked.tolist(), self._player_pieces(embeds[asked], drafts)):  # (none asked: no decoding)
+            pieces_asked = self._player_pieces(embeds[asked], drafts, fresh.select(asked))  # (none asked: no decoding)
+            for i, piece in zip(asked.tolist(), pieces_asked):
                 pieces[i] = piece
             goal = goal & torch.tensor([p == "%" for p in pieces], device=self.device)
             hole = hole & torch.tensor([p == "!" for p in pieces], device=self.device)
@@ -275,7 +287,8 @@ class LatentWorldModel:
         return list(self._boards)
 
     @torch.no_grad()
-    def _player_pieces(self, embeds: torch.Tensor, draft_boards: Sequence[VSPMap | None] | None = None) -> list[str | None]:
+    def _player_pieces(self, embeds: torch.Tensor, draft_boards: Sequence[VSPMap | None] | None = None,
+                       cache: KVCache | None = None) -> list[str | None]:
         """The player's symbol (``@``, ``%`` or ``!``) in the model's table read-out of each state ``(n, P, d)``,
         decoding greedily only until each row has written it (``None``: the read-out ended, or ran out of
         budget, without one). The same text as :meth:`read_board`'s up to that token. ``draft_boards``
@@ -283,20 +296,24 @@ class LatentWorldModel:
         forward (:func:`~latentum_world.model.draft.draft_greedy_decode`); plain one-token steps go through
         the compiled ingest function when the model was built with ``compile=True``."""
         eos = self.model.config.eos_token_id
-        texts = self._read_out(embeds, draft_boards, lambda t: t in self.player_piece_ids or t == eos, READOUT_TOKENS)
+        texts = self._read_out(embeds, draft_boards, lambda t: t in self.player_piece_ids or t == eos, READOUT_TOKENS, cache)
         return [self.player_piece_ids.get(t[-1]) for t in texts]
 
     def _read_out(self, embeds: torch.Tensor, draft_boards: Sequence[VSPMap | None] | None, stop,
-                  max_new_tokens: int) -> list[list[int]]:
+                  max_new_tokens: int, cache: KVCache | None = None) -> list[list[int]]:
         """The table read-out's tokens for states ``(n, P, d)`` (``<img> s </img>`` + the table question, then
-        greedy decoding, drafted by ``draft_boards``), each row up to its first ``stop`` token (included)."""
+        greedy decoding, drafted by ``draft_boards``), each row up to its first ``stop`` token (included).
+        ``cache``: the states' ``<img> s </img>`` ingest if already made (it is not modified)."""
         n = embeds.shape[0]
         if draft_boards is not None and len(draft_boards) != n:
             raise ValueError(f"draft_boards must hold one board (or None) per state: {n}, got {len(draft_boards)}")
         if n == 0:
             return []
-        cache = KVCache(self.model.config.num_layers)
-        self._image(self.model, cache, embeds)
+        if cache is None:
+            cache = KVCache(self.model.config.num_layers)
+            self._image(self.model, cache, embeds)
+        else:
+            cache = cache.clone()
         h = self._text(self.model, cache, self.table_prompt[None].expand(n, -1))[:, -1]  # (n, d)
         drafts = [None if m is None else self._draft_tokens(m) for m in (draft_boards or [None] * n)]
         return draft_greedy_decode(self.model, cache, h, drafts, stop, max_new_tokens,

@@ -1,0 +1,303 @@
+"""The world model's greedy step as three compiled graphs over static key/value buffers.
+
+:class:`~latentum_world.world.model.LatentWorldModel` with ``compile=True`` and greedy sampling runs each
+``step`` through :class:`FusedStep` instead of the general forwards (which handle padding, ragged caches and
+any sampling, and which eager mode always uses). The computation is the same, in the same order:
+
+1. ``act``: the action token through the understanding branch after the cached ``<img> s_t </img>``;
+2. ``position`` (once per latent position): the generation branch on one token, the depth head's ``K``
+   greedy sub-steps, and the next slot's input ``image_norm(visual_projector(z_q)) + image_pos_embed``;
+3. ``understand``: after the roll-back, ``<img> visual_projector(z_q) </img>`` re-ingested by the
+   understanding branch together with the questions' shared start ("Is the player"), then both
+   questions' endings as two blocks of queries in the same row (each block sees the shared prefix and
+   itself: the two-row question batch of :class:`~latentum_world.world.model.FlagQuestions` without
+   copying the cache), and P(Yes) from the text head.
+
+What makes it fast on a CPU: every shape is fixed per batch size, so each piece compiles to one graph
+(``torch.compile``; Inductor fuses the RMSNorms, rotary embedding, attention and SwiGLU into a few C++
+loops around the matmuls), the cache is one preallocated buffer written at a position index instead of
+concatenated, and the projections of each branch are packed into one weight (q/k/v; gate/up). The
+weights are a snapshot taken at construction (the world model is inference only): a model trained
+further needs a new ``LatentWorldModel``.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from latentum_world.model.language import KVCache, rotary_table
+
+RECOMPILE_LIMIT = 16  # graphs per compiled piece: a fixed and then a symbolic batch size, and a spare
+
+
+def _rms(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.Tensor:
+    return F.rms_norm(x, (x.shape[-1],), weight, eps)
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """The half-split rotary embedding of ``x`` ``(..., hd)`` with ``[cos, cos]`` / ``[-sin, sin]`` rows (as
+    :func:`~latentum_world.model.language.apply_rotary`)."""
+    half = x.shape[-1] // 2
+    return x * cos + torch.cat([x[..., half:], x[..., :half]], dim=-1) * sin
+
+
+class _Branch(nn.Module):
+    """One language-model layer's weights for one MoME branch, packed: ``qkv`` ``(3d, d)``, q/k norms
+    ``(2, 1, hd)``, ``o`` ``(d, d)``, ``gate_up`` ``(2m, d)``, ``down`` ``(d, m)``; shared layer norms."""
+
+    def __init__(self, layer, suffix: str):
+        super().__init__()
+        a = layer.self_attn
+        mlp = layer.mlp if suffix == "" else layer.mlp_vision
+        get = lambda name: getattr(a, name + suffix)  # noqa: E731
+        self.register_buffer("ln1", layer.input_layernorm.weight.detach().clone())
+        self.register_buffer("ln2", layer.post_attention_layernorm.weight.detach().clone())
+        self.register_buffer("qkv", torch.cat([get(f"{n}_proj").weight for n in "qkv"]).detach().clone())
+        self.register_buffer("qk_norm", torch.stack([get("q_norm").weight, get("k_norm").weight])[:, None].detach().clone())
+        self.register_buffer("o", get("o_proj").weight.detach().clone())
+        self.register_buffer("gate_up", torch.cat([mlp.gate.weight, mlp.up.weight]).detach().clone())
+        self.register_buffer("down", mlp.down.weight.detach().clone())
+
+
+class _DepthBlock(nn.Module):
+    def __init__(self, block):
+        super().__init__()
+        for name in ("norm1", "norm2", "q_norm", "k_norm"):
+            self.register_buffer(name, getattr(block, name).weight.detach().clone())
+        self.register_buffer("qkv", block.qkv.weight.detach().clone())
+        self.register_buffer("o", block.o.weight.detach().clone())
+        self.register_buffer("gate_up", torch.cat([block.mlp.gate.weight, block.mlp.up.weight]).detach().clone())
+        self.register_buffer("down", block.mlp.down.weight.detach().clone())
+
+
+class FusedStep(nn.Module):
+    """Greedy imagination steps of ``model`` (a LatentUM with its generation branch), compiled.
+
+    :param action_ids: ``(4,)`` token ids of the actions; :param question_prefix: ``(n0,)`` ids both flag
+        questions start with; :param questions: their two endings, ``(n,)`` ids each (goal, then hole);
+        :param yes_no: the answer tokens' ids ``(yes, no)``; :param compile: ``False`` runs the same graphs
+        eagerly (for tests and debugging).
+    """
+
+    def __init__(self, model, action_ids: torch.Tensor, question_prefix: torch.Tensor, questions: list[torch.Tensor],
+                 yes_no: tuple[int, int], compile: bool = True):
+        super().__init__()
+        c = model.config
+        if c.depth_layers < 1 or len(questions) != 2 or len(questions[0]) != len(questions[1]):
+            raise ValueError("FusedStep needs a depth head and two flag questions of the same length")
+        self.d, self.h, self.hd, self.m, self.eps = c.hidden_size, c.num_heads, c.head_dim, c.mlp_size, c.rms_eps
+        self.layers, self.positions, self.num_codebooks = c.num_layers, c.latent_positions, c.num_codebooks
+        self.context = c.latent_positions + 2  # <img> s </img>: what a state leaves in the cache
+        self.length = self.context + 1 + c.latent_positions  # ... a_t <img> z_0 .. z_{P-2}: the generation buffer
+        lm = model.language_model
+        self.text = nn.ModuleList(_Branch(layer, "") for layer in lm.layers)
+        self.vision = nn.ModuleList(_Branch(layer, "_vision") for layer in lm.layers)
+        dh = model.depth_head
+        self.depth_h, self.depth_hd = c.depth_heads, c.hidden_size // c.depth_heads
+        self.depth = nn.ModuleList(_DepthBlock(block) for block in dh.layers)
+        w = lambda t: t.detach().clone()  # noqa: E731
+        self.register_buffer("final_norm", w(lm.norm.weight))
+        self.register_buffer("depth_norm", w(dh.norm.weight))
+        self.register_buffer("depth_out", w(dh.head.weight))  # (V, d)
+        self.register_buffer("code_embed", torch.stack([w(e.weight) for e in dh.code_embed]))  # (K-1, V, d)
+        self.register_buffer("codebooks", torch.stack([w(vq.codebook) for vq in model.quantizer.codebooks]))  # (K, V, c/K)
+        proj = model.visual_projector
+        self.register_buffer("proj1_w", w(proj[0].weight))
+        self.register_buffer("proj1_b", w(proj[0].bias))
+        self.register_buffer("proj2_w", w(proj[2].weight))
+        self.register_buffer("proj2_b", w(proj[2].bias))
+        self.register_buffer("image_norm", w(model.image_norm.weight))
+        self.register_buffer("image_pos", w(model.image_pos_embed))  # (P, d)
+        embed = lm.embed_tokens.weight
+        self.register_buffer("action_embeds", w(embed[action_ids]))  # (4, d)
+        self.register_buffer("img_start", w(embed[c.img_start_id]))  # (d,)
+        ends = torch.cat([embed[[c.img_end_id]], embed[question_prefix]])  # (1 + n0, d): </img> and the shared start
+        self.register_buffer("after_slots", w(ends))
+        self.register_buffer("question_embeds", w(embed[torch.cat(list(questions))]))  # (2n, d)
+        self.register_buffer("yes_no", w(model.lm_head.weight[list(yes_no)]))  # (2, d)
+        cos, sin = rotary_table(self.hd, c.rope_theta, embed.device, embed.dtype)
+        self.register_buffer("cos", cos[: self.length + 1].clone())
+        self.register_buffer("sin", sin[: self.length + 1].clone())
+        dcos, dsin = rotary_table(self.depth_hd, 10000.0, embed.device, embed.dtype)
+        self.register_buffer("depth_cos", dcos[: self.num_codebooks].clone())
+        self.register_buffer("depth_sin", dsin[: self.num_codebooks].clone())
+        n0, n = len(question_prefix), len(questions[0])
+        self.prefix = self.context + n0  # tokens before the two question blocks
+        q_pos = torch.arange(self.prefix, self.prefix + n).repeat(2)  # (2n,): both blocks at the same positions
+        self.register_buffer("question_pos", q_pos)
+        own = torch.block_diag(*[torch.tril(torch.ones(n, n, dtype=torch.bool))] * 2)  # each block sees itself
+        self.register_buffer("question_mask", torch.cat([torch.ones(2 * n, self.prefix, dtype=torch.bool), own], 1))
+        self.question_ends = (n - 1, 2 * n - 1)
+        self.eval()
+        if compile:
+            self._act = _compiled(self._act_graph)
+            self._position = _compiled(self._position_graph)
+            self._understand = _compiled(self._understand_graph)
+        else:
+            self._act, self._position, self._understand = self._act_graph, self._position_graph, self._understand_graph
+
+    # ------------------------------------------------------------------ public
+    @torch.no_grad()
+    def imagine(self, cache: KVCache, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Greedy next-state codes ``(B, P, K)`` and their ``visual_projector(z_q)`` ``(B, P, d)`` after the
+        states in ``cache`` (``<img> s_t </img>`` per row, all rows real and of length ``P + 2``) and ``actions`` ``(B,)``."""
+        if cache.length != self.context:
+            raise ValueError(f"FusedStep expects a state context of {self.context} positions, got {cache.length}")
+        b = actions.shape[0]
+        # (L, B, h, S, hd), zeroed: not-yet-written positions get zero attention weight, and 0 * (NaN or inf
+        # left in fresh memory) would still poison the weighted sum
+        keys = cache.keys[0].new_zeros(self.layers, b, self.h, self.length, self.hd)
+        values = torch.zeros_like(keys)
+        keys[:, :, :, : self.context] = torch.stack(cache.keys)
+        values[:, :, :, : self.context] = torch.stack(cache.values)
+        pos = self.context
+        k, v = self._act(self.action_embeds[actions], keys, values, torch.tensor(pos))
+        keys[:, :, :, pos], values[:, :, :, pos] = k, v
+        x = self.img_start.repeat(b, 1)  # (B, d), contiguous like every later input (one graph)
+        codes, latents = [], []
+        for j in range(self.positions):
+            pos += 1
+            c, latent, x, k, v = self._position(x, keys, values, torch.tensor(pos), torch.tensor(j))
+            codes.append(c)
+            latents.append(latent)
+            if j < self.positions - 1:
+                keys[:, :, :, pos], values[:, :, :, pos] = k, v
+        return torch.stack(codes, 1), torch.stack(latents, 1)
+
+    @torch.no_grad()
+    def understand(self, embeds: torch.Tensor) -> tuple[KVCache, torch.Tensor, torch.Tensor]:
+        """States ``(B, P, d)`` (``visual_projector(z_q)``) re-ingested: their cache ``<img> s </img>`` (the next
+        step's context) and P(Yes) ``(B,)`` to the goal and to the hole question."""
+        keys, values, p_goal, p_hole = self._understand(embeds)
+        cache = KVCache(self.layers)
+        cache.keys, cache.values = list(keys.unbind(0)), list(values.unbind(0))
+        cache.key_valid = torch.ones(embeds.shape[0], self.context, dtype=torch.bool, device=embeds.device)
+        return cache, p_goal, p_hole
+
+    # ------------------------------------------------------------------ graphs
+    def _layer_token(self, x, p: _Branch, keys, values, pos, valid):
+        """One token ``x`` ``(B, d)`` at ``pos`` through one layer, attending to ``keys``/``values`` ``(B, h, S, hd)``
+        where ``valid`` ``(S,)`` and to itself; returns ``(x, k, v)``, the new key/value ``(B, h, hd)``."""
+        b = x.shape[0]
+        qkv = F.linear(_rms(x, p.ln1, self.eps), p.qkv).view(b, 3, self.h, self.hd)
+        cos, sin = self.cos.index_select(0, pos.view(1)), self.sin.index_select(0, pos.view(1))  # (1, hd)
+        qk = _rotate(_rms(qkv[:, :2], None, self.eps) * p.qk_norm, cos, sin)  # (B, 2, h, hd)
+        q, k, v = qk[:, 0], qk[:, 1], qkv[:, 2]
+        scale = self.hd**-0.5
+        old = torch.einsum("bhd,bhsd->bhs", q, keys) * scale  # (B, h, S)
+        old = old.masked_fill(~valid, float("-inf"))
+        own = (q * k).sum(-1, keepdim=True) * scale  # (B, h, 1)
+        w = torch.cat([old, own], -1).softmax(-1)
+        att = torch.einsum("bhs,bhsd->bhd", w[..., :-1], values) + w[..., -1:] * v  # (B, h, hd)
+        x = x + F.linear(att.reshape(b, self.d), p.o)
+        gate, up = F.linear(_rms(x, p.ln2, self.eps), p.gate_up).chunk(2, -1)
+        return x + F.linear(F.silu(gate) * up, p.down), k, v
+
+    def _lm_token(self, x, branches, keys, values, pos):
+        valid = torch.arange(self.length, device=x.device) < pos  # (S,)
+        ks, vs = [], []
+        for i, p in enumerate(branches):
+            x, k, v = self._layer_token(x, p, keys[i], values[i], pos, valid)
+            ks.append(k)
+            vs.append(v)
+        return x, torch.stack(ks), torch.stack(vs)  # (B, d), (L, B, h, hd) x 2
+
+    def _act_graph(self, x, keys, values, pos):
+        _, k, v = self._lm_token(x, self.text, keys, values, pos)
+        return k, v
+
+    def _depth_codes(self, h):
+        """The depth head's greedy codes ``(B, K)`` for hidden states ``(B, d)`` (as ``DepthHead.sample``)."""
+        b = h.shape[0]
+        hh, hd = self.depth_h, self.depth_hd
+        caches = [([], []) for _ in self.depth]
+        step, codes = h, []
+        for i in range(self.num_codebooks):
+            x = step
+            for blk, (ks, vs) in zip(self.depth, caches):
+                q, k, v = F.linear(_rms(x, blk.norm1, self.eps), blk.qkv).view(b, 3, hh, hd).unbind(1)
+                qk = torch.stack([_rms(q, blk.q_norm, self.eps), _rms(k, blk.k_norm, self.eps)], 1)
+                q, k = _rotate(qk, self.depth_cos[i], self.depth_sin[i]).unbind(1)  # (B, hh, hd)
+                ks.append(k)
+                vs.append(v)
+                keys, values = torch.stack(ks, 2), torch.stack(vs, 2)  # (B, hh, i+1, hd)
+                w = (torch.einsum("bhd,bhsd->bhs", q, keys) * hd**-0.5).softmax(-1)
+                att = torch.einsum("bhs,bhsd->bhd", w, values)
+                x = x + F.linear(att.reshape(b, self.d), blk.o)
+                gate, up = F.linear(_rms(x, blk.norm2, self.eps), blk.gate_up).chunk(2, -1)
+                x = x + F.linear(F.silu(gate) * up, blk.down)
+            code = F.linear(_rms(x, self.depth_norm, self.eps), self.depth_out).argmax(-1)  # (B,)
+            codes.append(code)
+            if i < self.num_codebooks - 1:
+                step = self.code_embed[i][code]
+        return torch.stack(codes, 1)  # (B, K)
+
+    def _project(self, codes):
+        """Codes ``(..., K)`` -> ``visual_projector(z_q)`` ``(..., d)``."""
+        z = torch.cat([self.codebooks[i][codes[..., i]] for i in range(self.codebooks.shape[0])], -1)
+        return F.linear(F.gelu(F.linear(z, self.proj1_w, self.proj1_b)), self.proj2_w, self.proj2_b)
+
+    def _position_graph(self, x, keys, values, pos, slot):
+        """The generation branch at ``pos`` on input ``x`` ``(B, d)``, then the depth head: this position's codes
+        ``(B, K)``, their ``visual_projector(z_q)`` ``(B, d)``, the input for image slot ``slot`` and the new
+        keys/values ``(L, B, h, hd)``."""
+        h, k, v = self._lm_token(x, self.vision, keys, values, pos)
+        codes = self._depth_codes(_rms(h, self.final_norm, self.eps))
+        latent = self._project(codes)
+        nxt = _rms(latent, self.image_norm, self.eps) + self.image_pos.index_select(0, slot.view(1))
+        return codes, latent, nxt, k, v
+
+    def _understand_graph(self, embeds):
+        b = embeds.shape[0]
+        slots = _rms(embeds, self.image_norm, self.eps) + self.image_pos  # (B, P, d)
+        x = torch.cat([self.img_start.expand(b, 1, -1), slots, self.after_slots.expand(b, -1, -1)], 1)  # (B, T, d)
+        t, n2 = x.shape[1], self.question_embeds.shape[0]
+        q_x = self.question_embeds.expand(b, -1, -1)  # (B, 2n, d)
+        cos, sin = self.cos[:t], self.sin[:t]
+        q_cos, q_sin = self.cos[self.question_pos], self.sin[self.question_pos]
+        ks, vs = [], []
+        for p in self.text:
+            x, k, v = self._layer_block(x, p, cos, sin, None, None, None)  # the prefix: causal
+            ks.append(k)
+            vs.append(v)
+            q_x, _, _ = self._layer_block(q_x, p, q_cos, q_sin, k, v, self.question_mask)
+        h = _rms(q_x[:, list(self.question_ends)], self.final_norm, self.eps)  # (B, 2, d): goal, hole
+        p_yes = F.linear(h, self.yes_no).softmax(-1)[..., 0]  # (B, 2)
+        keys = torch.stack(ks)[:, :, :, : self.context]  # (L, B, h, P + 2, hd)
+        values = torch.stack(vs)[:, :, :, : self.context]
+        return keys, values, p_yes[:, 0], p_yes[:, 1]
+
+    def _layer_block(self, x, p: _Branch, cos, sin, past_k, past_v, mask):
+        """Tokens ``x`` ``(B, T, d)`` through one layer: causal among themselves (``past_k is None``), or after
+        ``past_k``/``past_v`` ``(B, h, S, hd)`` with the boolean ``mask`` ``(T, S + T)``. Returns ``x`` and this
+        block's keys/values ``(B, h, T, hd)``."""
+        b, t, _ = x.shape
+        qkv = F.linear(_rms(x, p.ln1, self.eps), p.qkv).view(b, t, 3, self.h, self.hd).transpose(1, 3)  # (B, h, 3, T, hd)
+        qk = _rotate(_rms(qkv[:, :, :2], None, self.eps) * p.qk_norm, cos, sin)  # (B, h, 2, T, hd)
+        q, k, v = qk[:, :, 0], qk[:, :, 1], qkv[:, :, 2]
+        if past_k is None:  # (written out: Inductor fuses it; the CPU flash kernel is slow at these sizes)
+            keys, vals, mask = k, v, torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
+        else:
+            keys, vals = torch.cat([past_k, k], 2), torch.cat([past_v, v], 2)
+        w = (q @ keys.transpose(-1, -2) * self.hd**-0.5).masked_fill(~mask, float("-inf")).softmax(-1)  # (B, h, T, S)
+        att = w @ vals  # (B, h, T, hd)
+        x = x + F.linear(att.transpose(1, 2).reshape(b, t, self.d), p.o)
+        gate, up = F.linear(_rms(x, p.ln2, self.eps), p.gate_up).chunk(2, -1)
+        return x + F.linear(F.silu(gate) * up, p.down), k, v
+
+
+def _compiled(fn):
+    """``torch.compile(fn)`` with Inductor's weight freezing (the buffers are constants), allowed
+    :data:`RECOMPILE_LIMIT` graphs."""
+    compiled = torch.compile(fn, options={"freezing": True})
+
+    @functools.wraps(fn)
+    def run(*args):
+        with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
+            return compiled(*args)
+
+    return run

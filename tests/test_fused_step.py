@@ -1,0 +1,71 @@
+"""The fused greedy step (``latentum_world/world/fused_step.py``) computes what the general forwards compute.
+
+Run eagerly here (``compile=False``: the same graphs without Inductor); ``tests/test_compiled.py`` checks the
+compiled env against the eager one episode by episode."""
+
+import numpy as np
+import pytest
+import torch
+
+from envs.vsp.maps import LEVELS, generate_map
+from envs.vsp.observation import model_renderer
+from latentum_world.world.fused_step import FusedStep
+from latentum_world.world.loading import load_world_model
+from latentum_world.world.model import LatentWorldModel
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    model, tok = load_world_model(None, "cpu")
+    return LatentWorldModel(model, tok, flags_from="questions")
+
+
+def fused_of(wm):
+    fq = wm.flag_questions
+    return FusedStep(wm.model, wm.action_ids, fq.question_prefix, fq.questions, (fq.yes, fq.no), compile=False)
+
+
+def first_frames(config, n, seed):
+    rng = np.random.default_rng(seed)
+    maps = [generate_map(rng, LEVELS[i % len(LEVELS)]) for i in range(n)]
+    return torch.from_numpy(np.stack([model_renderer(config, m.size).render(m, None) for m in maps]))
+
+
+@torch.no_grad()
+def test_fused_steps_equal_the_general_forwards(bundled):
+    """Codes, P(Yes) to both questions and the next context over three steps of 12 rows of the bundled model."""
+    wm, fused = bundled, fused_of(bundled)
+    wm.reset(first_frames(wm.model.config, 12, seed=4))
+    gen = torch.Generator().manual_seed(0)
+    yes = 0
+    for _ in range(3):
+        actions = torch.randint(4, (12,), generator=gen)
+        codes, latents = fused.imagine(wm.cache.clone(), actions)
+        context, p_goal, p_hole = fused.understand(latents)
+        out = wm.step(actions)  # the general forwards
+        assert torch.equal(codes, out.codes)
+        assert torch.allclose(latents, wm.model.project_latents(out.codes), atol=1e-5)
+        assert torch.allclose(p_goal, out.p_goal, atol=1e-5) and torch.allclose(p_hole, out.p_hole, atol=1e-5)
+        for mine, theirs in zip(context.keys + context.values, wm.cache.keys + wm.cache.values):
+            assert torch.allclose(mine, theirs, atol=1e-4)
+        assert bool(context.key_valid.all()) and context.length == wm.cache.length
+        yes += int((out.p_goal > 0.5).sum() + (out.p_hole > 0.5).sum())
+    assert yes > 0  # some answers were Yes, so both answers were compared where they matter
+
+
+def test_fused_step_needs_a_state_context(bundled):
+    fused = fused_of(bundled)
+    bundled.reset(first_frames(bundled.model.config, 2, seed=1))
+    short = bundled.cache.clone()
+    short.crop(5)
+    with pytest.raises(ValueError, match="state context of 18 positions"):
+        fused.imagine(short, torch.tensor([0, 1]))
+
+
+def test_compile_uses_the_fused_step_for_greedy_sampling_only(bundled):
+    from latentum_world.model.depth_head import Sampling
+
+    model, tok = bundled.model, bundled.tok
+    assert LatentWorldModel(model, tok, compile=True).fused is not None
+    assert LatentWorldModel(model, tok, compile=True, sampling=Sampling(temperature=1.0)).fused is None
+    assert LatentWorldModel(model, tok).fused is None
