@@ -56,7 +56,8 @@ def tiny_model():
 def test_any_draft_gives_the_plain_greedy_tokens(tiny_model):
     model = tiny_model
     gen = torch.Generator().manual_seed(1)
-    ids = torch.randint(5, 40, (6, 7), generator=gen)
+    tail = torch.randint(5, 40, (3,), generator=gen)  # a prompt ending every row shares
+    ids = torch.cat([torch.randint(5, 40, (6, 4), generator=gen), tail.expand(6, -1)], 1)  # (6, 7)
     stop = lambda t: t == 1 or t == 17  # noqa: E731
     budget = 30
     ref = plain_greedy(model, ids, stop, budget)
@@ -67,6 +68,11 @@ def test_any_draft_gives_the_plain_greedy_tokens(tiny_model):
         cache = KVCache(model.config.num_layers)
         h = model.language_model(model.language_model.embed_tokens(ids), torch.ones_like(ids), cache=cache)[:, -1]
         assert draft_greedy_decode(model, cache, h, drafts, stop, budget) == ref
+        cache = KVCache(model.config.num_layers)  # the shared prompt fed with the drafts instead
+        model.language_model(model.language_model.embed_tokens(ids[:, :4]), torch.ones(6, 4), cache=cache)
+        assert draft_greedy_decode(model, cache, None, drafts, stop, budget, prompt=tail) == ref
+    with pytest.raises(ValueError, match="either h"):
+        draft_greedy_decode(model, cache, h, ref, stop, budget, prompt=tail)
 
 
 @torch.no_grad()
@@ -80,6 +86,14 @@ def test_a_right_draft_needs_one_forward(tiny_model):
     counter = CountForwards(model.language_model)
     assert draft_greedy_decode(model, cache, h, ref, never, 20) == ref
     assert counter.calls == 1  # the whole 20-token continuation checked at once (plain greedy: 19 forwards)
+    tail = ids[0, 3:]  # with a shared prompt fed along: the prompt and the continuation in one forward
+    ids = torch.cat([ids[:, :3], tail.expand(4, -1)], 1)
+    ref = plain_greedy(model, ids, never, 20)
+    cache = KVCache(model.config.num_layers)
+    model.language_model(model.language_model.embed_tokens(ids[:, :3]), torch.ones(4, 3), cache=cache)
+    counter.calls = 0
+    assert draft_greedy_decode(model, cache, None, ref, never, 20, prompt=tail) == ref
+    assert counter.calls == 1
     counter.handle.remove()
 
 

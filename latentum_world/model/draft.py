@@ -35,12 +35,15 @@ def draft_greedy_decode(
     stop: Callable[[int], bool],
     max_new_tokens: int,
     step_fn: Callable[[KVCache, torch.Tensor], torch.Tensor] | None = None,
+    prompt: torch.Tensor | None = None,
 ) -> list[list[int]]:
     """Greedy continuations of ``n`` rows, each checked against its draft.
 
     :param cache: the rows' KV cache up to the prompt's end (extended in place; positions whose draft tokens
-        were rejected stay in it, marked invalid in ``key_valid``).
-    :param h: ``(n, d)`` final hidden state after each row's last prompt token.
+        were rejected stay in it, marked invalid in ``key_valid``), or, with ``prompt``, up to its start.
+    :param h: ``(n, d)`` final hidden state after each row's last prompt token; ``None`` with ``prompt``.
+    :param prompt: ``(p,)`` token ids every row's prompt ends with, not yet in ``cache``: fed together with
+        the drafts in the first forward (one forward fewer; the same tokens).
     :param drafts: per row, the guessed token ids of the continuation (``None`` or empty: plain greedy).
         Draft token ``j`` is the guess for emitted token ``j``; after a mismatch at ``j`` the draft goes on
         from ``j + 1`` (the VSP table has one token per cell, so a different piece does not shift the rest).
@@ -50,14 +53,19 @@ def draft_greedy_decode(
         real token (e.g. a compiled ``ingest_text``); default the language model itself.
     :returns: per row, the emitted token ids.
     """
-    n = h.shape[0]
-    device = h.device
+    if (h is None) == (prompt is None):
+        raise ValueError("pass either h (the prompt already in the cache) or prompt (not yet in it)")
+    n = len(drafts)
+    device = next(model.parameters()).device
     out: list[list[int]] = [[] for _ in range(n)]
     done = [False] * n
-    # the first token of every row, from the prompt's last hidden state
-    pending = model.lm_head(h).argmax(-1).tolist()  # (n,) emitted, not yet fed back
-    for i in range(n):
-        _emit(out, done, i, pending[i], stop, max_new_tokens)
+    if prompt is None:  # the first token of every row, from the prompt's last hidden state
+        pending = model.lm_head(h).argmax(-1).tolist()  # (n,) emitted, not yet fed back
+        for i in range(n):
+            _emit(out, done, i, pending[i], stop, max_new_tokens)
+        known = [[p] for p in pending]  # per row, the tokens of this forward that are certain (then the guesses)
+    else:
+        known = [prompt.tolist()] * n
     while not all(done):
         rows_input = []
         for i in range(n):
@@ -65,7 +73,7 @@ def draft_greedy_decode(
                 rows_input.append([])
                 continue
             rest = list(drafts[i][len(out[i]):]) if drafts[i] else []
-            rows_input.append([pending[i]] + rest[: max(0, max_new_tokens - len(out[i]))])
+            rows_input.append(known[i] + rest[: max(0, max_new_tokens - len(out[i]))])
         width = max(len(r) for r in rows_input)
         ids = torch.zeros(n, width, dtype=torch.long, device=device)
         valid = torch.zeros(n, width, dtype=torch.bool, device=device)
@@ -79,20 +87,22 @@ def draft_greedy_decode(
             x = model.language_model.embed_tokens(ids)
             hidden = model.language_model(x, valid.long(), cache=cache)  # (n, width, d)
         preds = model.lm_head(hidden).argmax(-1).tolist()  # (n, width): the token after each input token
-        keep = valid.clone()  # which of this forward's positions stay visible: the fed token and accepted draft tokens
+        keep = valid.clone()  # which of this forward's positions stay visible: the fed tokens and accepted draft tokens
         for i, r in enumerate(rows_input):
             if not r:
                 continue
-            accepted = 0  # draft tokens r[1:] that equal the model's prediction before them
-            while accepted + 1 < len(r) and preds[i][accepted] == r[accepted + 1]:
+            k = len(known[i])
+            accepted = 0  # draft tokens r[k:] that equal the model's prediction before them
+            while k + accepted < len(r) and preds[i][k - 1 + accepted] == r[k + accepted]:
                 accepted += 1
-            keep[i, accepted + 1:] = False
-            for t in r[1 : accepted + 1]:
+            keep[i, k + accepted:] = False
+            for t in r[k : k + accepted]:
                 if _emit(out, done, i, t, stop, max_new_tokens):
                     break
             if not done[i]:
-                pending[i] = preds[i][accepted]  # the model's own token after the accepted prefix
-                _emit(out, done, i, pending[i], stop, max_new_tokens)
+                nxt = preds[i][k - 1 + accepted]  # the model's own token after the accepted prefix
+                known[i] = [nxt]
+                _emit(out, done, i, nxt, stop, max_new_tokens)
         cache.key_valid = torch.cat([cache.key_valid[:, :-width], keep], dim=1)  # (n, S): rejected guesses masked out
     return out
 

@@ -12,6 +12,7 @@ and a batch row can be reset on its own.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -248,7 +249,8 @@ class LatentWorldModel:
             asked = torch.nonzero(goal | hole).flatten()
             pieces = [None] * len(codes)
             drafts = [self._draft_boards[stepped[i]] for i in asked.tolist()]
-            pieces_asked = self._player_pieces(embeds[asked], drafts, fresh.select(asked))  # (none asked: no decoding)
+            expected = ["%" * bool(goal[i]) + "!" * bool(hole[i]) for i in asked.tolist()]  # the pieces a Yes implies
+            pieces_asked = self._player_pieces(embeds[asked], drafts, fresh.select(asked), expected)  # (none asked: none decoded)
             for i, piece in zip(asked.tolist(), pieces_asked):
                 pieces[i] = piece
             goal = goal & torch.tensor([p == "%" for p in pieces], device=self.device)
@@ -288,19 +290,23 @@ class LatentWorldModel:
 
     @torch.no_grad()
     def _player_pieces(self, embeds: torch.Tensor, draft_boards: Sequence[VSPMap | None] | None = None,
-                       cache: KVCache | None = None) -> list[str | None]:
+                       cache: KVCache | None = None, expected: Sequence[str] | None = None) -> list[str | None]:
         """The player's symbol (``@``, ``%`` or ``!``) in the model's table read-out of each state ``(n, P, d)``,
         decoding greedily only until each row has written it (``None``: the read-out ended, or ran out of
         budget, without one). The same text as :meth:`read_board`'s up to that token. ``draft_boards``
         (one board or ``None`` per row): their player-less tables are checked as drafts, several tokens per
         forward (:func:`~latentum_world.model.draft.draft_greedy_decode`); plain one-token steps go through
-        the compiled ingest function when the model was built with ``compile=True``."""
+        the compiled ingest function when the model was built with ``compile=True``. ``expected`` (per row, the
+        pieces looked for, e.g. ``"%"``): each draft then ends before the last cell where such a piece could
+        stand on its board (speed only: a piece written later is still decoded, token by token)."""
         eos = self.model.config.eos_token_id
-        texts = self._read_out(embeds, draft_boards, lambda t: t in self.player_piece_ids or t == eos, READOUT_TOKENS, cache)
+        texts = self._read_out(embeds, draft_boards, lambda t: t in self.player_piece_ids or t == eos, READOUT_TOKENS, cache,
+                               expected)
         return [self.player_piece_ids.get(t[-1]) for t in texts]
 
     def _read_out(self, embeds: torch.Tensor, draft_boards: Sequence[VSPMap | None] | None, stop,
-                  max_new_tokens: int, cache: KVCache | None = None) -> list[list[int]]:
+                  max_new_tokens: int, cache: KVCache | None = None,
+                  expected: Sequence[str] | None = None) -> list[list[int]]:
         """The table read-out's tokens for states ``(n, P, d)`` (``<img> s </img>`` + the table question, then
         greedy decoding, drafted by ``draft_boards``), each row up to its first ``stop`` token (included).
         ``cache``: the states' ``<img> s </img>`` ingest if already made (it is not modified)."""
@@ -314,18 +320,25 @@ class LatentWorldModel:
             self._image(self.model, cache, embeds)
         else:
             cache = cache.clone()
-        h = self._text(self.model, cache, self.table_prompt[None].expand(n, -1))[:, -1]  # (n, d)
-        drafts = [None if m is None else self._draft_tokens(m) for m in (draft_boards or [None] * n)]
-        return draft_greedy_decode(self.model, cache, h, drafts, stop, max_new_tokens,
-                                   step_fn=lambda c, ids: self._text(self.model, c, ids))
+        expected = expected or [""] * n
+        drafts = [None if m is None else self._draft_tokens(m, e) for m, e in zip(draft_boards or [None] * n, expected)]
+        return draft_greedy_decode(self.model, cache, None, drafts, stop, max_new_tokens,  # the table question
+                                   step_fn=lambda c, ids: self._text(self.model, c, ids), prompt=self.table_prompt)  # and drafts
 
-    def _draft_tokens(self, board: VSPMap) -> list[int]:
-        """Token ids of ``board``'s VSP table without the player (the read-out's draft), cached per board."""
-        key = (board.size, board.goal, board.holes)
+    def _draft_tokens(self, board: VSPMap, expected: str = "") -> list[int]:
+        """Token ids of ``board``'s VSP table without the player (the read-out's draft), cached per board; with
+        ``expected`` pieces (``"%"``: the player on the goal, ``"!"``: in a hole), only up to the last cell where
+        one could stand."""
+        key = (board.size, board.goal, board.holes, expected)
         if key not in self._draft_cache:
             if len(self._draft_cache) > 4096:
                 self._draft_cache.clear()
-            self._draft_cache[key] = self.tok.encode_text(to_table(board, player=False))
+            full = self.tok.encode_text(to_table(board, player=False))
+            cells = ([board.goal] if "%" in expected else []) + (sorted(board.holes) if "!" in expected else [])
+            if cells:  # the table lists cells row by row: the last such cell is the largest (row, col)
+                placed = self.tok.encode_text(to_table(dataclasses.replace(board, player=max(cells)), player=True))
+                full = full[: next(i for i, (a, b) in enumerate(zip(full, placed)) if a != b)]
+            self._draft_cache[key] = full
         return self._draft_cache[key]
 
     @torch.no_grad()
