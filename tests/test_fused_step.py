@@ -17,7 +17,9 @@ from latentum_world.world.model import LatentWorldModel
 @pytest.fixture(scope="module")
 def bundled():
     model, tok = load_world_model(None, "cpu")
-    return LatentWorldModel(model, tok, flags_from="questions")
+    wm = LatentWorldModel(model, tok, flags_from="questions")
+    wm.fused = None  # the general forwards, to compare with
+    return wm
 
 
 def fused_of(wm):
@@ -62,10 +64,11 @@ def test_fused_step_needs_a_state_context(bundled):
         fused.imagine(short, torch.tensor([0, 1]))
 
 
-def test_compile_uses_the_fused_step_for_greedy_sampling_only(bundled):
+def test_greedy_steps_are_fused_and_sampled_steps_general(bundled):
     from latentum_world.model.depth_head import Sampling
 
     model, tok = bundled.model, bundled.tok
+    assert LatentWorldModel(model, tok).fused is not None and LatentWorldModel(model, tok).compiled is None
     assert LatentWorldModel(model, tok, compile=True).fused is not None
-    assert LatentWorldModel(model, tok, compile=True, sampling=Sampling(temperature=1.0)).fused is None
-    assert LatentWorldModel(model, tok).fused is None
+    sampled = LatentWorldModel(model, tok, compile=True, sampling=Sampling(temperature=1.0))
+    assert sampled.fused is None and sampled.compiled is not None  # the general forwards, compiled piece by piece

@@ -136,13 +136,14 @@ class LatentWorldModel:
         c = model.config
         self.device = next(model.parameters()).device
         self.action_ids = torch.tensor(tokenizer.convert_tokens_to_ids(list(ACTION_LETTERS)), device=self.device)
-        # compiled greedy steps run as three fused graphs (:mod:`latentum_world.world.fused_step`; flag questions
-        # answered directly); resets and read-outs, whose shapes vary, then stay eager. Otherwise (sampling, or
-        # interpreted answers) the general forwards are compiled piece by piece.
-        fused = compile and self.sampling.greedy and c.flag_answers != "interpreted"
+        # greedy steps run as three fused pieces (:mod:`latentum_world.world.fused_step`; flag questions answered
+        # directly), compiled with ``compile``; resets and read-outs, whose shapes vary, stay eager. Otherwise
+        # (sampling, or interpreted answers) the general forwards run, compiled piece by piece with ``compile``.
+        fused = self.sampling.greedy and c.flag_answers != "interpreted"
         self.compiled = CompiledImagination() if compile and not fused else None
         self.flag_questions = fq = FlagQuestions(model, tokenizer, self.compiled)
-        self.fused = FusedStep(model, self.action_ids, fq.question_prefix, fq.questions, (fq.yes, fq.no)) if fused else None
+        self.fused = FusedStep(model, self.action_ids, fq.question_prefix, fq.questions, (fq.yes, fq.no),
+                               compile=compile) if fused else None
         self._text, self._image = ingest_functions(self.compiled)
         self.table_prompt = torch.tensor(tokenizer.encode_text(table_question(VSPMap(3, (0, 0), (1, 1)))[0]), device=self.device)
         # the read-out's player pieces (" @ |", " % |", " ! |": one token each) -> their symbol
@@ -227,7 +228,7 @@ class LatentWorldModel:
                                     [sampling.generator[int(i)] for i in rows])
         cache = self.cache.clone() if rows is None else self.cache.select(rows)  # <img> s_t </img>
         flags = None
-        if self.fused is not None and sampling.greedy:  # the same computation as below, as compiled graphs
+        if self.fused is not None:  # the same computation as below, fused (and compiled with compile=True)
             codes, embeds = self.fused.imagine(cache, actions)
             fresh, *flags = self.fused.understand(embeds)
         else:
