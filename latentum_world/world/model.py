@@ -192,9 +192,11 @@ class LatentWorldModel:
         if draft_boards is not None and (not new_episode or len(draft_boards) != n):
             raise ValueError(f"draft_boards must hold one board (or None) per started row: {n}, got {len(draft_boards)}"
                              if new_episode else "draft_boards are set by reset() / set_codes() only")
-        if cache is None:
+        if cache is None and self.fused is not None:
+            cache = self.fused.ingest(embeds)  # (n rows, P + 2 positions)
+        elif cache is None:
             cache = KVCache(self.model.config.num_layers)
-            self._image(self.model, cache, embeds)  # (n rows, P + 2 positions)
+            self._image(self.model, cache, embeds)
         if rows is None:
             self.state_embeds, self.codes, self.cache = embeds, codes, cache
             self._boards = [False] * n
