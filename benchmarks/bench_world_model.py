@@ -12,7 +12,8 @@ and every row's start board drafts its read-outs (:mod:`latentum_world.model.dra
 ended rows would go on stepping from terminal states, where every step pays for the ``"both"`` check's read-out. The model's FLOPs per transition are counted with
 ``torch.utils.flop_counter.FlopCounterMode`` on one step (matmuls and attention, 2 FLOPs per multiply-add;
 elementwise work is not counted), and the machine's dense fp32 throughput is the rate of a loop of
-1024 x 1024 matmuls on the same thread count; ``utilisation`` = achieved FLOP/s / that rate.
+1024 x 1024 matmuls on the same thread count, the faster of MKL's (``torch.mm``) and oneDNN's with a packed
+factor (on this project's AMD CPUs oneDNN's is about twice MKL's); ``utilisation`` = achieved FLOP/s / that rate.
 
     python benchmarks/bench_world_model.py [--model runs/world/final] [--batch-sizes 1,16,64] [--seconds 5]
         [--threads N] [--compile] [--env-num-envs 1,64] [--out benchmarks/results/world_model.json]
@@ -125,15 +126,19 @@ def transitions_per_second(wm: LatentWorldModel, batch: int, seconds: float, min
     sync(wm.device)
     warmup = time.perf_counter() - t0
     steps, restarts, t0 = 0, 0, time.perf_counter()
+    step_seconds = []
     while True:
+        t_step = time.perf_counter()
         restarts += step()
         steps += 1
         sync(wm.device)
+        step_seconds.append(time.perf_counter() - t_step)
         elapsed = time.perf_counter() - t0
         if elapsed >= seconds and steps >= min_steps:
             break
     return {"batch_size": batch, "warmup_steps": warmup_steps, "warmup_seconds": warmup, "steps": steps,
             "episodes_ended": restarts, "seconds": elapsed, "step_ms": 1000 * elapsed / steps,
+            "step_ms_p10_p50_p90": [float(v) for v in np.percentile(1000 * np.array(step_seconds), [10, 50, 90])],
             "transitions_per_second": batch * steps / elapsed}
 
 
@@ -179,22 +184,30 @@ def flops_per_transition(wm: LatentWorldModel, batch: int = 1) -> dict:
             "imagination_flops": (total - flags) / batch}
 
 
-def matmul_flops_per_second(seconds: float, n: int = 1024, shape: tuple[int, int, int] | None = None) -> dict:
-    """FLOP/s of a loop of ``(n, n) @ (n, n)`` products, or of ``(m, k) @ (k, n)`` for ``shape=(m, k, n)``."""
+def matmul_flops_per_second(seconds: float, n: int = 1024, shape: tuple[int, int, int] | None = None,
+                            kernel: str = "mkl") -> dict:
+    """FLOP/s of a loop of ``(n, n) @ (n, n)`` products, or of ``(m, k) @ (k, n)`` for ``shape=(m, k, n)``:
+    ``kernel="mkl"`` through ``torch.mm``, ``"onednn"`` through oneDNN with the right factor packed (what the
+    fused step's matmuls use, :func:`~latentum_world.world.fused_step.packed_linear`)."""
     m, k, n = shape or (n, n, n)
     a, b = torch.randn(m, k), torch.randn(k, n)
+    if kernel == "onednn":
+        packed = torch.ops.mkldnn._reorder_linear_weight(b.t().contiguous(), m)
+        product = lambda: torch.ops.mkldnn._linear_pointwise(a, packed, None, "none", [], "")  # noqa: E731
+    else:
+        product = lambda: torch.mm(a, b)  # noqa: E731
     for _ in range(3):
-        torch.mm(a, b)
+        product()
     reps, t0 = 0, time.perf_counter()
     while True:
         for _ in range(5):
-            torch.mm(a, b)
+            product()
         reps += 5
         elapsed = time.perf_counter() - t0
         if elapsed >= seconds:
             break
     size = {"size": n} if shape is None else {"shape": list(shape)}
-    return {**size, "dtype": "float32", "matmuls": reps, "seconds": elapsed,
+    return {**size, "dtype": "float32", "kernel": kernel, "matmuls": reps, "seconds": elapsed,
             "flops_per_second": 2 * m * k * n * reps / elapsed}
 
 
@@ -232,8 +245,9 @@ def main() -> None:
     # either way; the "both" check's read-out (only for rows that say Yes) is not counted
     print(f"FLOPs per transition: {flops['flops'] / 1e6:.1f} M ({flops['imagination_flops'] / 1e6:.1f} M imagination, "
           f"{flops['answer_flags_flops'] / 1e6:.1f} M reward/termination answers)")
-    peak = matmul_flops_per_second(args.matmul_seconds)
-    print(f"dense fp32 matmul 1024^3: {peak['flops_per_second'] / 1e9:.1f} GFLOP/s")
+    kernels = [matmul_flops_per_second(args.matmul_seconds, kernel=k) for k in ("mkl", "onednn")]
+    peak = max(kernels, key=lambda r: r["flops_per_second"])  # the machine's rate: the faster of the two libraries
+    print("dense fp32 matmul 1024^3: " + ", ".join(f"{r['flops_per_second'] / 1e9:.1f} GFLOP/s ({r['kernel']})" for r in kernels))
     rows = []
     for b in batches:
         r = transitions_per_second(wm, b, args.seconds, warmup_steps=20 if args.compile else 2)  # compiled: past the recompiles of the first restarts
@@ -271,6 +285,7 @@ def main() -> None:
         "flops_per_transition": flops,
         "flops_counted_by": "torch.utils.flop_counter.FlopCounterMode on one step at batch 1 (matmul/attention only; flags from the questions: the \"both\" check's read-out of rows that say Yes is not counted)",
         "matmul_peak": peak,
+        "matmul_kernels": kernels,
         "batches": {str(r["batch_size"]): r for r in rows},
         "env": {str(r["num_envs"]): r for r in env_rows},
     }

@@ -55,6 +55,53 @@ def test_fused_steps_equal_the_general_forwards(bundled):
     assert yes > 0  # some answers were Yes, so both answers were compared where they matter
 
 
+@torch.no_grad()
+def test_fused_ingest_equals_the_general_ingest(bundled):
+    """A reset's state context: real first frames' continuous features through the understanding branch."""
+    wm = bundled
+    frames = first_frames(wm.model.config, 5, seed=2)
+    wm.reset(frames)
+    context = fused_of(wm).ingest(wm.encode(frames)[0])
+    assert context.length == wm.cache.length and bool(context.key_valid.all())
+    for mine, theirs in zip(context.keys + context.values, wm.cache.keys + wm.cache.values):
+        assert torch.allclose(mine, theirs, atol=1e-4)
+
+
+@torch.no_grad()
+def test_fused_extend_equals_the_general_forward(bundled):
+    """Right-padded text after a state context (the read-outs' first forward): the same hidden states and cache;
+    a cache with masked-out keys is left to the general forward."""
+    wm = bundled
+    wm.reset(first_frames(wm.model.config, 4, seed=3))
+    ids = torch.randint(10, 200, (4, 9), generator=torch.Generator().manual_seed(0))
+    valid = torch.arange(9)[None] < torch.tensor([9, 4, 7, 1])[:, None]
+    general, fused = wm.cache.clone(), wm.cache.clone()
+    lm = wm.model.language_model
+    expected = lm(lm.embed_tokens(ids), valid.long(), cache=general)
+    hidden = fused_of(wm).extend(fused, ids, valid)
+    assert torch.allclose(hidden[valid], expected[valid], atol=1e-4)  # padding positions are never read
+    assert torch.equal(fused.key_valid, general.key_valid)
+    for mine, theirs in zip(fused.keys + fused.values, general.keys + general.values):
+        assert torch.allclose(mine[:, :, :-9], theirs[:, :, :-9]) and torch.allclose(
+            mine[:, :, -9:].transpose(1, 2)[valid], theirs[:, :, -9:].transpose(1, 2)[valid], atol=1e-4)
+    assert fused_of(wm).extend(fused, ids, valid) is None  # its padding keys are masked out now
+
+
+@torch.no_grad()
+def test_fused_read_outs_equal_the_general_ones(bundled):
+    """Whole-board read-outs of imagined states, drafted by their start boards, with and without the fused forward."""
+    model, tok = bundled.model, bundled.tok
+    rng = np.random.default_rng(7)
+    maps = [generate_map(rng, LEVELS[i % len(LEVELS)]) for i in range(6)]
+    frames = torch.from_numpy(np.stack([model_renderer(model.config, m.size).render(m, None) for m in maps]))
+    fast = LatentWorldModel(model, tok)
+    fast.reset(frames, draft_boards=maps)
+    fast.step(torch.tensor([0, 1, 2, 3, 1, 2]))
+    boards = fast.read_board()
+    assert sum(b is not None for b in boards) >= 5
+    assert boards == bundled._decode_boards(fast.state_embeds, 100, maps)  # bundled: the general forwards
+
+
 def test_fused_step_needs_a_state_context(bundled):
     fused = fused_of(bundled)
     bundled.reset(first_frames(bundled.model.config, 2, seed=1))

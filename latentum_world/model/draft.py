@@ -36,6 +36,7 @@ def draft_greedy_decode(
     max_new_tokens: int,
     step_fn: Callable[[KVCache, torch.Tensor], torch.Tensor] | None = None,
     prompt: torch.Tensor | None = None,
+    forward_fn: Callable[[KVCache, torch.Tensor, torch.Tensor], torch.Tensor | None] | None = None,
 ) -> list[list[int]]:
     """Greedy continuations of ``n`` rows, each checked against its draft.
 
@@ -44,6 +45,9 @@ def draft_greedy_decode(
     :param h: ``(n, d)`` final hidden state after each row's last prompt token; ``None`` with ``prompt``.
     :param prompt: ``(p,)`` token ids every row's prompt ends with, not yet in ``cache``: fed together with
         the drafts in the first forward (one forward fewer; the same tokens).
+    :param forward_fn: ``(cache, ids (n, w), valid (n, w)) -> hidden (n, w, d)`` or ``None``, tried first for
+        the other forwards (e.g. :meth:`~latentum_world.world.fused_step.FusedStep.extend`); ``None``: the
+        language model itself.
     :param drafts: per row, the guessed token ids of the continuation (``None`` or empty: plain greedy).
         Draft token ``j`` is the guess for emitted token ``j``; after a mismatch at ``j`` the draft goes on
         from ``j + 1`` (the VSP table has one token per cell, so a different piece does not shift the rest).
@@ -84,8 +88,9 @@ def draft_greedy_decode(
         if width == 1 and step_fn is not None and bool(valid.all()):
             hidden = step_fn(cache, ids)  # (n, 1, d)
         else:
-            x = model.language_model.embed_tokens(ids)
-            hidden = model.language_model(x, valid.long(), cache=cache)  # (n, width, d)
+            hidden = None if forward_fn is None else forward_fn(cache, ids, valid)
+            if hidden is None:
+                hidden = model.language_model(model.language_model.embed_tokens(ids), valid.long(), cache=cache)  # (n, width, d)
         preds = model.lm_head(hidden).argmax(-1).tolist()  # (n, width): the token after each input token
         keep = valid.clone()  # which of this forward's positions stay visible: the fed tokens and accepted draft tokens
         for i, r in enumerate(rows_input):

@@ -29,6 +29,7 @@ import weakref
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.flop_counter import register_flop_formula
 
 from latentum_world.model.language import KVCache, rotary_table
 
@@ -68,6 +69,12 @@ _LIBRARY.impl("packed_linear", packed_linear, "CPU")
 @torch.library.register_fake("latentum::packed_linear", lib=_LIBRARY)
 def _(x, weight, bias=None):
     return x.new_empty(x.shape[0], weight.shape[0])
+
+
+@register_flop_formula(torch.ops.latentum.packed_linear)
+def _packed_linear_flops(x_shape, w_shape, *args, **kwargs) -> int:
+    """For ``FlopCounterMode`` (benchmarks): 2 FLOPs per multiply-add, as for ``mm``."""
+    return 2 * x_shape[0] * x_shape[1] * w_shape[0]
 
 
 def _rms(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.Tensor:
@@ -149,6 +156,8 @@ class FusedStep(nn.Module):
         self.register_buffer("image_norm", w(model.image_norm.weight))
         self.register_buffer("image_pos", w(model.image_pos_embed))  # (P, d)
         embed = lm.embed_tokens.weight
+        self.register_buffer("embed", w(embed))  # (V, d): read-outs' tokens (extend)
+        self.theta = c.rope_theta
         self.register_buffer("action_embeds", w(embed[action_ids]))  # (4, d)
         self.register_buffer("img_start", w(embed[c.img_start_id]))  # (d,)
         ends = torch.cat([embed[[c.img_end_id]], embed[question_prefix]])  # (1 + n0, d): </img> and the shared start
@@ -242,6 +251,25 @@ class FusedStep(nn.Module):
         """The cache of ``<img> embeds </img>`` (``(B, P, d)`` slot contents, e.g. a real first frame's
         continuous features) through the understanding branch: a state context."""
         return self._cache(*self._ingest(embeds))
+
+    @torch.no_grad()
+    def extend(self, cache: KVCache, ids: torch.Tensor, valid: torch.Tensor) -> torch.Tensor | None:
+        """Text ``ids`` ``(n, W)`` (right-padded: ``valid`` ``(n, W)`` marks each row's leading real tokens) through
+        the understanding branch after ``cache``, which it extends as the general forward does; returns the final
+        hidden states ``(n, W, d)``. Eager (the shapes vary). Only for a cache whose keys are all real (a state
+        context and what follows it); returns ``None`` for any other, for the caller's general forward."""
+        if cache.key_valid is None or not bool(cache.key_valid.all()):
+            return None
+        w, s = ids.shape[1], cache.length
+        cos, sin = (t[s : s + w] for t in rotary_table(self.hd, self.theta, ids.device, self.cos.dtype))  # (W, hd)
+        mask = torch.cat([torch.ones(w, s, dtype=torch.bool, device=ids.device),
+                          torch.ones(w, w, dtype=torch.bool, device=ids.device).tril()], 1)  # (W, S + W)
+        x = self.embed[ids]  # (n, W, d); right padding is never attended to by a real token (causal)
+        for i, p in enumerate(self.text):
+            x, k, v = self._layer_block(x, p, cos, sin, cache.keys[i], cache.values[i], mask)
+            cache.keys[i], cache.values[i] = torch.cat([cache.keys[i], k], 2), torch.cat([cache.values[i], v], 2)
+        cache.key_valid = torch.cat([cache.key_valid, valid.bool()], 1)
+        return _rms(x, self.final_norm, self.eps)
 
     def _cache(self, keys: torch.Tensor, values: torch.Tensor) -> KVCache:
         """A :class:`KVCache` over ``(L, B, h, P + 2, hd)`` keys and values."""

@@ -326,7 +326,8 @@ class LatentWorldModel:
         expected = expected or [""] * n
         drafts = [None if m is None else self._draft_tokens(m, e) for m, e in zip(draft_boards or [None] * n, expected)]
         return draft_greedy_decode(self.model, cache, None, drafts, stop, max_new_tokens,  # the table question
-                                   step_fn=lambda c, ids: self._text(self.model, c, ids), prompt=self.table_prompt)  # and drafts
+                                   step_fn=lambda c, ids: self._text(self.model, c, ids), prompt=self.table_prompt,  # and drafts
+                                   forward_fn=None if self.fused is None else self.fused.extend)
 
     def _draft_tokens(self, board: VSPMap, expected: str = "") -> list[int]:
         """Token ids of ``board``'s VSP table without the player (the read-out's draft), cached per board; with
