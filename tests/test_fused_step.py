@@ -102,6 +102,19 @@ def test_fused_read_outs_equal_the_general_ones(bundled):
     assert boards == bundled._decode_boards(fast.state_embeds, 100, maps)  # bundled: the general forwards
 
 
+@torch.no_grad()
+def test_fused_encode_equals_the_model_encoder(bundled):
+    """Real frames through the packed copy of the image encoder: the same codes and continuous features."""
+    frames = first_frames(bundled.model.config, 24, seed=9)
+    fused = fused_of(bundled)
+    if not fused.packed:
+        pytest.skip("no oneDNN: the model's own encoder runs")
+    embeds, codes = fused.encode(frames)
+    ref_embeds, ref_codes = bundled.encode(frames)  # bundled: the model's own modules
+    assert torch.equal(codes, ref_codes)
+    assert torch.allclose(embeds, ref_embeds, atol=1e-4)
+
+
 def test_fused_step_needs_a_state_context(bundled):
     fused = fused_of(bundled)
     bundled.reset(first_frames(bundled.model.config, 2, seed=1))

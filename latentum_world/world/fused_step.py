@@ -23,6 +23,7 @@ further needs a new ``LatentWorldModel``.
 
 from __future__ import annotations
 
+import copy
 import functools
 import weakref
 
@@ -184,6 +185,8 @@ class FusedStep(nn.Module):
             keys = [w.data_ptr() for w in [*weights, self.depth_out, self.proj1_w, self.proj2_w]]
             for key, w in zip(keys, [*weights, self.depth_out, self.proj1_w, self.proj2_w]):
                 _PACKED[key] = torch.ops.mkldnn._reorder_linear_weight(w, 64)
+            # inference copies of the image encoder (ViT, mlp1, MBAQ) with packed matmuls, for reset frames
+            self.image_encoder = nn.ModuleList(_packed_copy(m, keys) for m in (model.vision_model, model.mlp1, model.quantizer))
             weakref.finalize(self, _forget, keys)
         self.eval()
         if compile:
@@ -245,6 +248,16 @@ class FusedStep(nn.Module):
         step's context) and P(Yes) ``(B,)`` to the goal and to the hole question."""
         keys, values, p_goal, p_hole = self._understand(embeds)
         return self._cache(keys, values), p_goal, p_hole
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Real frames ``(B, S, S, 3)`` uint8 -> (continuous slot embeddings ``(B, P, d)``, MBAQ codes ``(B, P, K)``),
+        as the model's own encoder computes them, with packed matmuls; ``None`` where weights are not packed."""
+        if not self.packed:
+            return None
+        vit, mlp1, quantizer = self.image_encoder
+        features = vit(images)
+        return mlp1(features), quantizer.encode(features)
 
     @torch.no_grad()
     def ingest(self, embeds: torch.Tensor) -> KVCache:
@@ -405,6 +418,33 @@ class FusedStep(nn.Module):
         x = x + self._linear(att.transpose(1, 2).reshape(b, t, self.d), p.o)
         gate, up = self._linear(_rms(x, p.ln2, self.eps), p.gate_up).chunk(2, -1)
         return x + self._linear(F.silu(gate) * up, p.down), k, v
+
+
+class _PackedLinear(nn.Module):
+    """An inference copy of an ``nn.Linear`` whose matmul goes through :func:`packed_linear` from
+    :data:`PACK_MIN_ROWS` rows (its packed weight listed under ``keys``)."""
+
+    def __init__(self, linear: nn.Linear, keys: list):
+        super().__init__()
+        self.register_buffer("weight", linear.weight.detach().clone())
+        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().clone())
+        _PACKED[self.weight.data_ptr()] = torch.ops.mkldnn._reorder_linear_weight(self.weight, 64)
+        keys.append(self.weight.data_ptr())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.numel() >= PACK_MIN_ROWS * x.shape[-1]:
+            return torch.ops.latentum.packed_linear(x.reshape(-1, x.shape[-1]), self.weight, self.bias).view(*x.shape[:-1], -1)
+        return F.linear(x, self.weight, self.bias)
+
+
+def _packed_copy(module: nn.Module, keys: list) -> nn.Module:
+    """A copy of ``module`` for inference, every ``nn.Linear`` in it a :class:`_PackedLinear`."""
+    module = copy.deepcopy(module).eval().requires_grad_(False)
+    for parent in list(module.modules()):
+        for name, child in parent.named_children():
+            if isinstance(child, nn.Linear):
+                setattr(parent, name, _PackedLinear(child, keys))
+    return module
 
 
 def _forget(keys) -> None:

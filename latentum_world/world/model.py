@@ -159,6 +159,9 @@ class LatentWorldModel:
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Real frames ``(B, S, S, 3)`` uint8 -> (continuous slot embeddings ``(B, P, d)``, MBAQ codes ``(B, P, K)``)."""
+        fast = None if self.fused is None else self.fused.encode(images.to(self.device))  # packed matmuls
+        if fast is not None:
+            return fast
         vit = self.model.get_vit_feature(images.to(self.device))
         return self.model.mlp1(vit), self.model.quantizer.encode(vit)
 
