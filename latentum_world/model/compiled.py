@@ -6,6 +6,10 @@ where eager PyTorch on a CPU spends most of its time dispatching ops rather than
 those two pieces fuses each into a few kernels, and so does compiling the step's other four forwards
 (the action, the re-ingested state, the two yes/no questions).
 
+Greedy world-model steps no longer come here: they run as the fused pieces of
+:mod:`latentum_world.world.fused_step` (compiled there with ``compile=True``). These compiled twins serve
+steps that sample codes (``temperature > 0``) and models whose flag answers are interpreted.
+
 Opt-in (``LatentWorldModel(..., compile=True)``, ``gym.make("LatentUM-VSP-v0", compile=True)``): the
 first steps at each new batch size compile (about 90 s on 2 cores with an empty cache for each of the
 first two batch sizes, after which the batch size is symbolic; Inductor caches its kernels on disk, so

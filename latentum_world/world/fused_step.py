@@ -178,7 +178,7 @@ class FusedStep(nn.Module):
         own = torch.block_diag(*[torch.tril(torch.ones(n, n, dtype=torch.bool))] * 2)  # each block sees itself
         self.register_buffer("question_mask", torch.cat([torch.ones(2 * n, self.prefix, dtype=torch.bool), own], 1))
         self.question_ends = (n - 1, 2 * n - 1)
-        self._kept: dict = {}  # (batch size, device, dtype) -> the generation's key and value buffers
+        self._kept: dict = {}  # (device, dtype) -> the generation's key and value buffers (for the most rows yet)
         self.packed = packing_available(embed.device)
         if self.packed:
             weights = [getattr(m, n) for m in [*self.text, *self.vision, *self.depth] for n in ("qkv", "o", "gate_up", "down")]
@@ -212,9 +212,9 @@ class FusedStep(nn.Module):
         if cache.length != self.context:
             raise ValueError(f"FusedStep expects a state context of {self.context} positions, got {cache.length}")
         b = actions.shape[0]
-        keys, values = self._generation_buffers(b, cache.keys[0])  # (L, B, h, S, hd) each
-        keys[:, :, :, : self.context] = torch.stack(cache.keys)
-        values[:, :, :, : self.context] = torch.stack(cache.values)
+        keys, values = self._generation_buffers(b, cache.keys[0])  # (B, L, h, S, hd) each
+        keys[:, :, :, : self.context] = torch.stack(cache.keys, 1)
+        values[:, :, :, : self.context] = torch.stack(cache.values, 1)
         pos = self.context
         k, v = self._act(self.action_embeds[actions], keys, values, torch.tensor(pos))
         keys[:, :, :, pos], values[:, :, :, pos] = k, v
@@ -230,17 +230,17 @@ class FusedStep(nn.Module):
         return torch.stack(codes, 1), torch.stack(latents, 1)
 
     def _generation_buffers(self, b: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The generation buffers for batch size ``b``, kept between steps (allocating and faulting in 2 x 4.6 MB
-        per step at 64 rows showed in the step time). Created zeroed: positions not yet written this step get
-        zero attention weight, but 0 * (NaN or inf left in fresh memory) would poison the weighted sum; later
-        steps leave finite values there."""
-        key = (b, like.device, like.dtype)
-        if key not in self._kept:
-            if len(self._kept) >= 4:  # a few batch sizes (e.g. all envs, and the slots a next-step reset leaves)
-                self._kept.pop(next(iter(self._kept)))
-            shape = (self.layers, b, self.h, self.length, self.hd)
+        """The generation buffers ``(b, L, h, S, hd)``: the first ``b`` rows (contiguous) of buffers kept between
+        steps for the most rows seen (allocating and faulting in 2 x 4.6 MB per step at 64 rows showed in the
+        step time, and a vector env steps a different number of rows after each next-step reset). Created
+        zeroed: positions not yet written this step get zero attention weight, but 0 * (NaN or inf left in
+        fresh memory) would poison the weighted sum; later steps leave finite values there."""
+        key = (like.device, like.dtype)
+        if key not in self._kept or self._kept[key][0].shape[0] < b:
+            shape = (b, self.layers, self.h, self.length, self.hd)
             self._kept[key] = (like.new_zeros(shape), like.new_zeros(shape))
-        return self._kept[key]
+        keys, values = self._kept[key]
+        return keys[:b], values[:b]
 
     @torch.no_grad()
     def understand(self, embeds: torch.Tensor) -> tuple[KVCache, torch.Tensor, torch.Tensor]:
@@ -314,10 +314,10 @@ class FusedStep(nn.Module):
         valid = torch.arange(self.length, device=x.device) < pos  # (S,)
         ks, vs = [], []
         for i, p in enumerate(branches):
-            x, k, v = self._layer_token(x, p, keys[i], values[i], pos, valid)
+            x, k, v = self._layer_token(x, p, keys[:, i], values[:, i], pos, valid)
             ks.append(k)
             vs.append(v)
-        return x, torch.stack(ks), torch.stack(vs)  # (B, d), (L, B, h, hd) x 2
+        return x, torch.stack(ks, 1), torch.stack(vs, 1)  # (B, d), (B, L, h, hd) x 2
 
     def _act_graph(self, x, keys, values, pos):
         _, k, v = self._lm_token(x, self.text, keys, values, pos)
@@ -357,7 +357,7 @@ class FusedStep(nn.Module):
     def _position_graph(self, x, keys, values, pos, slot):
         """The generation branch at ``pos`` on input ``x`` ``(B, d)``, then the depth head: this position's codes
         ``(B, K)``, their ``visual_projector(z_q)`` ``(B, d)``, the input for image slot ``slot`` and the new
-        keys/values ``(L, B, h, hd)``."""
+        keys/values ``(B, L, h, hd)``."""
         h, k, v = self._lm_token(x, self.vision, keys, values, pos)
         codes = self._depth_codes(_rms(h, self.final_norm, self.eps))
         latent = self._project(codes)

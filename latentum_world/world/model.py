@@ -110,8 +110,11 @@ class FlagQuestions:
 
 class LatentWorldModel:
     """:param model: a LatentUM with its generation branch; :param tokenizer: its tokenizer; :param compile:
-    run the imagination loop through ``torch.compile`` (:mod:`latentum_world.model.compiled`: faster steps
-    after a compile warm-up at each new batch size).
+    compile the step with ``torch.compile``: greedy steps (the default sampling) always run as the fused pieces of
+    :mod:`latentum_world.world.fused_step` (static KV buffers, oneDNN-packed matmuls), which ``compile`` turns
+    into three Inductor graphs; sampled steps run the general forwards, compiled piece by piece
+    (:mod:`latentum_world.model.compiled`). Faster steps after a compile warm-up in the first steps. The
+    fused pieces hold a snapshot of the weights: a model trained further needs a new ``LatentWorldModel``.
 
     :param flags_from: where reward and termination come from, always the understanding branch reading the
         imagined state. ``"questions"``: its P(Yes) to "Is the player on the goal?" and "Is the player in a
