@@ -146,6 +146,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eval-seed", type=int, default=DEFAULT_EVAL_SEED)
     parser.add_argument("--show", type=int, default=4, help="real episodes pictured beside imagination (default 4)")
     parser.add_argument("--out", default=None, help="output directory (default runs/agents/<algo>_level<levels>)")
+    parser.add_argument("--compile", action="store_true", help="compile the world model's step (torch.compile: about "
+                        "1.4x the imagined steps/s at 32-64 envs after a 10-50 s warm-up; needs gcc)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     levels = tuple(int(x) for x in args.levels.split(",") if x)
@@ -167,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(args.seed)
     from stable_baselines3.common.vec_env import VecMonitor
 
-    env = VecMonitor(SB3VecEnv.make(num_envs=args.num_envs, model=model, levels=levels,
+    env = VecMonitor(SB3VecEnv.make(num_envs=args.num_envs, model=model, levels=levels, compile=args.compile,
                                     max_episode_steps=args.max_episode_steps))  # episode return / length curves
     env.seed(args.seed)
     agent = make_agent(args.algo, env, args.seed, tensorboard_log=str(out))
