@@ -34,7 +34,7 @@ from torch.utils.flop_counter import register_flop_formula
 
 from latentum_world.model.language import KVCache, rotary_table
 
-RECOMPILE_LIMIT = 16  # graphs per compiled piece: a fixed and then a symbolic batch size, and a spare
+RECOMPILE_LIMIT = 16  # graphs per compiled piece: one per batch bucket (powers of two, see FusedStep._rows)
 PACK_MIN_ROWS = 16  # packed (oneDNN) matmuls from this many rows: below it the plain one is faster
 
 # weight data pointer -> its oneDNN-packed copy, for the weights of live FusedSteps (each removes its own when
@@ -189,6 +189,7 @@ class FusedStep(nn.Module):
             self.image_encoder = nn.ModuleList(_packed_copy(m, keys) for m in (model.vision_model, model.mlp1, model.quantizer))
             weakref.finalize(self, _forget, keys)
         self.eval()
+        self.compiled = compile
         if compile:
             self._act = _compiled(self._act_graph)
             self._position = _compiled(self._position_graph)
@@ -212,13 +213,14 @@ class FusedStep(nn.Module):
         if cache.length != self.context:
             raise ValueError(f"FusedStep expects a state context of {self.context} positions, got {cache.length}")
         b = actions.shape[0]
-        keys, values = self._generation_buffers(b, cache.keys[0])  # (B, L, h, S, hd) each
-        keys[:, :, :, : self.context] = torch.stack(cache.keys, 1)
-        values[:, :, :, : self.context] = torch.stack(cache.values, 1)
+        n = self._rows(b)  # (compiled: padded to a bucket; the extra rows hold finite leftovers, then are dropped)
+        keys, values = self._generation_buffers(n, cache.keys[0])  # (n, L, h, S, hd) each
+        keys[:b, :, :, : self.context] = torch.stack(cache.keys, 1)
+        values[:b, :, :, : self.context] = torch.stack(cache.values, 1)
         pos = self.context
-        k, v = self._act(self.action_embeds[actions], keys, values, torch.tensor(pos))
+        k, v = self._act(self.action_embeds[_pad(actions, n)], keys, values, torch.tensor(pos))
         keys[:, :, :, pos], values[:, :, :, pos] = k, v
-        x = self.img_start.repeat(b, 1)  # (B, d), contiguous like every later input (one graph)
+        x = self.img_start.repeat(n, 1)  # (n, d), contiguous like every later input (one graph)
         codes, latents = [], []
         for j in range(self.positions):
             pos += 1
@@ -227,7 +229,13 @@ class FusedStep(nn.Module):
             latents.append(latent)
             if j < self.positions - 1:
                 keys[:, :, :, pos], values[:, :, :, pos] = k, v
-        return torch.stack(codes, 1), torch.stack(latents, 1)
+        return torch.stack(codes, 1)[:b], torch.stack(latents, 1)[:b]
+
+    def _rows(self, b: int) -> int:
+        """The rows a batch of ``b`` runs as: compiled, the next power of two (graphs specialised to a few fixed
+        batch sizes ran about 1.5x faster than one graph with a symbolic batch size, and a vector env's stepped
+        rows change after every next-step reset); eager, ``b``."""
+        return 1 << (b - 1).bit_length() if self.compiled else b
 
     def _generation_buffers(self, b: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The generation buffers ``(b, L, h, S, hd)``: the first ``b`` rows (contiguous) of buffers kept between
@@ -246,8 +254,9 @@ class FusedStep(nn.Module):
     def understand(self, embeds: torch.Tensor) -> tuple[KVCache, torch.Tensor, torch.Tensor]:
         """States ``(B, P, d)`` (``visual_projector(z_q)``) re-ingested: their cache ``<img> s </img>`` (the next
         step's context) and P(Yes) ``(B,)`` to the goal and to the hole question."""
-        keys, values, p_goal, p_hole = self._understand(embeds)
-        return self._cache(keys, values), p_goal, p_hole
+        b = embeds.shape[0]
+        keys, values, p_goal, p_hole = self._understand(_pad(embeds, self._rows(b)))
+        return self._cache(keys[:, :b], values[:, :b]), p_goal[:b], p_hole[:b]
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -263,7 +272,9 @@ class FusedStep(nn.Module):
     def ingest(self, embeds: torch.Tensor) -> KVCache:
         """The cache of ``<img> embeds </img>`` (``(B, P, d)`` slot contents, e.g. a real first frame's
         continuous features) through the understanding branch: a state context."""
-        return self._cache(*self._ingest(embeds))
+        b = embeds.shape[0]
+        keys, values = self._ingest(_pad(embeds, self._rows(b)))
+        return self._cache(keys[:, :b], values[:, :b])
 
     @torch.no_grad()
     def extend(self, cache: KVCache, ids: torch.Tensor, valid: torch.Tensor) -> torch.Tensor | None:
@@ -447,6 +458,11 @@ def _packed_copy(module: nn.Module, keys: list) -> nn.Module:
     return module
 
 
+def _pad(x: torch.Tensor, n: int) -> torch.Tensor:
+    """``x`` with zero rows appended up to ``n`` rows."""
+    return x if x.shape[0] == n else torch.cat([x, x.new_zeros(n - x.shape[0], *x.shape[1:])])
+
+
 def _forget(keys) -> None:
     for key in keys:
         _PACKED.pop(key, None)
@@ -455,7 +471,7 @@ def _forget(keys) -> None:
 def _compiled(fn):
     """``torch.compile(fn)`` with Inductor's weight freezing (the buffers are constants), allowed
     :data:`RECOMPILE_LIMIT` graphs."""
-    compiled = torch.compile(fn, options={"freezing": True})
+    compiled = torch.compile(fn, dynamic=False, options={"freezing": True})  # one graph per batch bucket
 
     @functools.wraps(fn)
     def run(*args):
