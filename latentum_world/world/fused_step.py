@@ -194,10 +194,9 @@ class FusedStep(nn.Module):
             self._act = _compiled(self._act_graph)
             self._position = _compiled(self._position_graph)
             self._understand = _compiled(self._understand_graph)
-            self._ingest = _compiled(self._ingest_graph)
         else:
             self._act, self._position, self._understand = self._act_graph, self._position_graph, self._understand_graph
-            self._ingest = self._ingest_graph
+        self._ingest = self._ingest_graph  # eager: resets come in every number of rows (a graph per bucket cost more)
 
     def _linear(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         """``F.linear``, through :func:`packed_linear` where the weights are packed and ``x`` has enough rows."""
@@ -272,9 +271,7 @@ class FusedStep(nn.Module):
     def ingest(self, embeds: torch.Tensor) -> KVCache:
         """The cache of ``<img> embeds </img>`` (``(B, P, d)`` slot contents, e.g. a real first frame's
         continuous features) through the understanding branch: a state context."""
-        b = embeds.shape[0]
-        keys, values = self._ingest(_pad(embeds, self._rows(b)))
-        return self._cache(keys[:, :b], values[:, :b])
+        return self._cache(*self._ingest(embeds))
 
     @torch.no_grad()
     def extend(self, cache: KVCache, ids: torch.Tensor, valid: torch.Tensor) -> torch.Tensor | None:
