@@ -19,7 +19,7 @@ read-outs' first forward.
 
 What makes it fast on a CPU: the cache is one preallocated buffer written at a position index instead of
 concatenated; each branch's projections are packed into one weight (q/k/v; gate/up); the matmuls go through
-oneDNN with pre-packed weights (:func:`packed_linear`: 1.5-2.4x MKL's sgemm on this project's AMD CPUs); and
+oneDNN with pre-packed weights (:func:`packed_linear`: up to 2.3x MKL's sgemm on this project's AMD CPUs); and
 every shape is fixed per batch bucket, so each piece compiles to one static graph (Inductor fuses the RMSNorms,
 rotary embedding, attention and SwiGLU into a few C++ loops around the matmuls). The weights are a snapshot
 taken at construction (the world model is inference only): a model trained further needs a new
@@ -56,8 +56,9 @@ def packed_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     """``F.linear(x, weight, bias)`` for ``x`` ``(N, k)`` through oneDNN with ``weight``'s packed copy (see
     :data:`_PACKED`; ``F.linear`` for a weight that was not packed). As ``torch.ops.latentum.packed_linear``.
 
-    On the 2-core AMD CPUs this project is built on, oneDNN's packed fp32 matmul runs 1.5-2.4x faster than
-    the MKL sgemm behind ``F.linear`` at the step's shapes from 16 rows up (``benchmarks/matmul_shapes.py``). An
+    On the 2-core AMD CPUs this project is built on, oneDNN's packed fp32 matmul runs 1.5-2.3x faster than
+    the MKL sgemm behind ``F.linear`` at most of the step's shapes from 16 rows up; the 128 x 128 output
+    projection at 64 rows is the exception, about 0.9x (``benchmarks/matmul_shapes.py``). An
     operator of its own, so a compiled graph calls it as one kernel (Inductor takes no packed tensor as input);
     registered with ``torch.library.Library``, whose per-call cost is a few microseconds lower than
     ``torch.library.custom_op``'s."""
