@@ -187,10 +187,12 @@ class FusedStep(nn.Module):
         self._kept: dict = {}  # (device, dtype) -> the generation's key and value buffers (for the most rows yet)
         self.packed = packing_available(embed.device)
         if self.packed:
-            weights = [getattr(m, n) for m in [*self.text, *self.vision, *self.depth] for n in ("qkv", "o", "gate_up", "down")]
-            keys = [w.data_ptr() for w in [*weights, self.depth_out, self.proj1_w, self.proj2_w]]
-            for key, w in zip(keys, [*weights, self.depth_out, self.proj1_w, self.proj2_w]):
-                _PACKED[key] = torch.ops.mkldnn._reorder_linear_weight(w, 64)
+            keys: list[int] = []
+            for m in [*self.text, *self.vision, *self.depth]:
+                for name in ("qkv", "o", "gate_up", "down"):
+                    _pack(getattr(m, name), keys)
+            for weight in (self.depth_out, self.proj1_w, self.proj2_w):
+                _pack(weight, keys)
             # inference copies of the image encoder (ViT, mlp1, MBAQ) with packed matmuls, for reset frames
             self.image_encoder = nn.ModuleList(_packed_copy(m, keys) for m in (model.vision_model, model.mlp1, model.quantizer))
             weakref.finalize(self, _forget, keys)
@@ -202,13 +204,10 @@ class FusedStep(nn.Module):
             self._understand = _compiled(self._understand_graph)
         else:
             self._act, self._position, self._understand = self._act_graph, self._position_graph, self._understand_graph
-        self._ingest = self._ingest_graph  # eager: resets come in every number of rows (a graph per bucket cost more)
+        # (ingest stays eager: resets come in every number of rows, and a graph per bucket cost more than it saved)
 
     def _linear(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-        """``F.linear``, through :func:`packed_linear` where the weights are packed and ``x`` has enough rows."""
-        if self.packed and x.numel() >= PACK_MIN_ROWS * x.shape[-1]:  # (the op takes 2-d inputs)
-            return torch.ops.latentum.packed_linear(x.reshape(-1, x.shape[-1]), weight, bias).view(*x.shape[:-1], -1)
-        return F.linear(x, weight, bias)
+        return _linear(x, weight, bias) if self.packed else F.linear(x, weight, bias)
 
     # ------------------------------------------------------------------ public
     @torch.no_grad()
@@ -277,7 +276,7 @@ class FusedStep(nn.Module):
     def ingest(self, embeds: torch.Tensor) -> KVCache:
         """The cache of ``<img> embeds </img>`` (``(B, P, d)`` slot contents, e.g. a real first frame's
         continuous features) through the understanding branch: a state context."""
-        return self._cache(*self._ingest(embeds))
+        return self._cache(*self._ingest_graph(embeds))
 
     @torch.no_grad()
     def extend(self, cache: KVCache, ids: torch.Tensor, valid: torch.Tensor) -> torch.Tensor | None:
@@ -434,21 +433,31 @@ class FusedStep(nn.Module):
         return x + self._linear(F.silu(gate) * up, p.down), k, v
 
 
+def _pack(weight: torch.Tensor, keys: list) -> None:
+    """List ``weight``'s oneDNN-packed copy in :data:`_PACKED` (and its key in ``keys``, for :func:`_forget`)."""
+    _PACKED[weight.data_ptr()] = torch.ops.mkldnn._reorder_linear_weight(weight, 64)
+    keys.append(weight.data_ptr())
+
+
+def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.linear(x, weight, bias)`` for ``x`` ``(..., k)``, through :func:`packed_linear` from :data:`PACK_MIN_ROWS` rows."""
+    if x.numel() >= PACK_MIN_ROWS * x.shape[-1]:  # (the op takes 2-d inputs)
+        return torch.ops.latentum.packed_linear(x.reshape(-1, x.shape[-1]), weight, bias).view(*x.shape[:-1], -1)
+    return F.linear(x, weight, bias)
+
+
 class _PackedLinear(nn.Module):
-    """An inference copy of an ``nn.Linear`` whose matmul goes through :func:`packed_linear` from
-    :data:`PACK_MIN_ROWS` rows (its packed weight listed under ``keys``)."""
+    """An inference copy of an ``nn.Linear`` whose matmul goes through :func:`_linear` (its packed weight listed
+    under ``keys``)."""
 
     def __init__(self, linear: nn.Linear, keys: list):
         super().__init__()
         self.register_buffer("weight", linear.weight.detach().clone())
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().clone())
-        _PACKED[self.weight.data_ptr()] = torch.ops.mkldnn._reorder_linear_weight(self.weight, 64)
-        keys.append(self.weight.data_ptr())
+        _pack(self.weight, keys)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.numel() >= PACK_MIN_ROWS * x.shape[-1]:
-            return torch.ops.latentum.packed_linear(x.reshape(-1, x.shape[-1]), self.weight, self.bias).view(*x.shape[:-1], -1)
-        return F.linear(x, self.weight, self.bias)
+        return _linear(x, self.weight, self.bias)
 
 
 def _packed_copy(module: nn.Module, keys: list) -> nn.Module:

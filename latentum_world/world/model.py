@@ -198,11 +198,8 @@ class LatentWorldModel:
         if draft_boards is not None and (not new_episode or len(draft_boards) != n):
             raise ValueError(f"draft_boards must hold one board (or None) per started row: {n}, got {len(draft_boards)}"
                              if new_episode else "draft_boards are set by reset() / set_codes() only")
-        if cache is None and self.fused is not None:
-            cache = self.fused.ingest(embeds)  # (n rows, P + 2 positions)
-        elif cache is None:
-            cache = KVCache(self.model.config.num_layers)
-            self._image(self.model, cache, embeds)
+        if cache is None:
+            cache = self._context(embeds)
         if rows is None:
             self.state_embeds, self.codes, self.cache = embeds, codes, cache
             self._boards = [False] * n
@@ -217,6 +214,14 @@ class LatentWorldModel:
                 self._boards[r] = False
                 if new_episode:
                     self._draft_boards[r] = None if draft_boards is None else draft_boards[j]
+
+    def _context(self, embeds: torch.Tensor) -> KVCache:
+        """The cache of ``<img> embeds </img>`` (slot contents ``(n, P, d)``) through the understanding branch."""
+        if self.fused is not None:
+            return self.fused.ingest(embeds)
+        cache = KVCache(self.model.config.num_layers)
+        self._image(self.model, cache, embeds)
+        return cache
 
     # ------------------------------------------------------------------ dynamics
     @torch.no_grad()
@@ -304,8 +309,8 @@ class LatentWorldModel:
         decoding greedily only until each row has written it (``None``: the read-out ended, or ran out of
         budget, without one). The same text as :meth:`read_board`'s up to that token. ``draft_boards``
         (one board or ``None`` per row): their player-less tables are checked as drafts, several tokens per
-        forward (:func:`~latentum_world.model.draft.draft_greedy_decode`); plain one-token steps go through
-        the compiled ingest function when the model was built with ``compile=True``. ``expected`` (per row, the
+        forward (:func:`~latentum_world.model.draft.draft_greedy_decode`; with the fused step, its first forward
+        is :meth:`~latentum_world.world.fused_step.FusedStep.extend`). ``expected`` (per row, the
         pieces looked for, e.g. ``"%"``): each draft then ends before the last cell where such a piece could
         stand on its board (speed only: a piece written later is still decoded, token by token)."""
         eos = self.model.config.eos_token_id
@@ -324,11 +329,7 @@ class LatentWorldModel:
             raise ValueError(f"draft_boards must hold one board (or None) per state: {n}, got {len(draft_boards)}")
         if n == 0:
             return []
-        if cache is None:
-            cache = KVCache(self.model.config.num_layers)
-            self._image(self.model, cache, embeds)
-        else:
-            cache = cache.clone()
+        cache = self._context(embeds) if cache is None else cache.clone()
         expected = expected or [""] * n
         drafts = [None if m is None else self._draft_tokens(m, e) for m, e in zip(draft_boards or [None] * n, expected)]
         return draft_greedy_decode(self.model, cache, None, drafts, stop, max_new_tokens,  # the table question
