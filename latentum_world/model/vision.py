@@ -24,8 +24,19 @@ def normalize_images(images: torch.Tensor) -> torch.Tensor:
     return (x - mean) / std
 
 
+def written_out_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Bidirectional attention over ``(B, h, N, hd)`` as plain matmuls and a softmax: on the 4-token windows of
+    local attention, forward only, about 4x faster than PyTorch's fused CPU kernel (whose backward is the
+    faster one). The same values up to float rounding."""
+    return (q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5).softmax(-1) @ v
+
+
 class ViTBlock(nn.Module):
-    """Pre-norm transformer block with bidirectional attention."""
+    """Pre-norm transformer block with bidirectional attention. ``written_out`` (set on inference copies, such
+    as the fused world-model step's encoder): attention through :func:`written_out_attention` instead of
+    ``F.scaled_dot_product_attention`` (the model itself keeps one kernel, in training and evaluation alike)."""
+
+    written_out = False
 
     def __init__(self, dim: int, heads: int, mlp: int):
         super().__init__()
@@ -39,7 +50,7 @@ class ViTBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape
         q, k, v = self.qkv(self.norm1(x)).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)  # 3 x (B, h, N, hd)
-        attn = F.scaled_dot_product_attention(q, k, v)  # (B, h, N, hd)
+        attn = (written_out_attention if self.written_out else F.scaled_dot_product_attention)(q, k, v)  # (B, h, N, hd)
         x = x + self.proj(attn.transpose(1, 2).reshape(b, n, d))
         return x + self.mlp(self.norm2(x))
 

@@ -65,7 +65,11 @@ def packed_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     packed = _PACKED.get(weight.data_ptr())
     if packed is None:
         return F.linear(x, weight, bias)
-    return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+    return _LINEAR_POINTWISE(x, packed, bias, "none", [], "")
+
+
+# the overload itself (no overload resolution per call); only reached for packed weights, so only with oneDNN
+_LINEAR_POINTWISE = torch.ops.mkldnn._linear_pointwise.default if torch.backends.mkldnn.is_available() else None
 
 
 _LIBRARY = torch.library.Library("latentum", "DEF")
@@ -184,6 +188,7 @@ class FusedStep(nn.Module):
         own = torch.block_diag(*[torch.tril(torch.ones(n, n, dtype=torch.bool))] * 2)  # each block sees itself
         self.register_buffer("question_mask", torch.cat([torch.ones(2 * n, self.prefix, dtype=torch.bool), own], 1))
         self.question_ends = (n - 1, 2 * n - 1)
+        self._index = [torch.tensor(i, device=embed.device) for i in range(self.length + 1)]  # positions and slots as graph inputs
         self._kept: dict = {}  # (device, dtype) -> the generation's key and value buffers (for the most rows yet)
         self.packed = packing_available(embed.device)
         if self.packed:
@@ -195,6 +200,8 @@ class FusedStep(nn.Module):
                 _pack(weight, keys)
             # inference copies of the image encoder (ViT, mlp1, MBAQ) with packed matmuls, for reset frames
             self.image_encoder = nn.ModuleList(_packed_copy(m, keys) for m in (model.vision_model, model.mlp1, model.quantizer))
+            for block in self.image_encoder[0].blocks:
+                block.written_out = True  # (its tiny local attention: about 4x faster written out)
             weakref.finalize(self, _forget, keys)
         self.eval()
         self.compiled = compile
@@ -222,13 +229,13 @@ class FusedStep(nn.Module):
         keys[:b, :, :, : self.context] = torch.stack(cache.keys, 1)
         values[:b, :, :, : self.context] = torch.stack(cache.values, 1)
         pos = self.context
-        k, v = self._act(self.action_embeds[_pad(actions, n)], keys, values, torch.tensor(pos))
+        k, v = self._act(self.action_embeds[_pad(actions, n)], keys, values, self._index[pos])
         keys[:, :, :, pos], values[:, :, :, pos] = k, v
         x = self.img_start.repeat(n, 1)  # (n, d), contiguous like every later input (one graph)
         codes, latents = [], []
         for j in range(self.positions):
             pos += 1
-            c, latent, x, k, v = self._position(x, keys, values, torch.tensor(pos), torch.tensor(j))
+            c, latent, x, k, v = self._position(x, keys, values, self._index[pos], self._index[j])
             codes.append(c)
             latents.append(latent)
             if j < self.positions - 1:
