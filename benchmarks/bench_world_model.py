@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from envs.vsp.maps import LEVELS, generate_map
@@ -211,6 +212,34 @@ def matmul_flops_per_second(seconds: float, n: int = 1024, shape: tuple[int, int
             "flops_per_second": 2 * m * k * n * reps / elapsed}
 
 
+def machine_probe(seconds: float = 0.5) -> dict:
+    """This machine's speed at what dominates a 64-row step besides big matmuls, measured in the same run: one
+    64 x 128 x 384 oneDNN matmul (the step's typical product) and one 64 x 128 elementwise add (a small
+    kernel's floor), in microseconds, and a repeated copy of 9.4 MB (the size of the generation's key/value
+    buffers at 64 rows; it stays in the last-level cache) in GB/s. The shared 2-core machines this project is built on have slow phases, lasting minutes to hours,
+    where these move much more than the 1024^3 matmul rate; they tell a slow machine from slow code."""
+    x, w = torch.randn(64, 128), torch.randn(384, 128)
+    packed = torch.ops.mkldnn._reorder_linear_weight(w, 64) if torch.backends.mkldnn.is_available() else None
+    big = torch.randn(9_437_184 // 4)
+    out = torch.empty_like(big)
+    ops = {"matmul_64x128x384_us": (lambda: torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], ""))
+           if packed is not None else (lambda: F.linear(x, w)),
+           "add_64x128_us": lambda: torch.add(x, x),
+           "copy_9MB_us": lambda: out.copy_(big)}
+    result = {}
+    for name, op in ops.items():
+        for _ in range(3):
+            op()
+        times, t_end = [], time.perf_counter() + seconds
+        while time.perf_counter() < t_end:
+            t0 = time.perf_counter()
+            op()
+            times.append(time.perf_counter() - t0)
+        result[name] = 1e6 * float(np.median(times))
+    result["copy_GB_per_s"] = 2 * big.numel() * 4 / result.pop("copy_9MB_us") / 1e3  # read + write
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=DEFAULT_MODEL, help="world model directory (default: the bundled checkpoint)")
@@ -248,6 +277,9 @@ def main() -> None:
     kernels = [matmul_flops_per_second(args.matmul_seconds, kernel=k) for k in ("mkl", "onednn")]
     peak = max(kernels, key=lambda r: r["flops_per_second"])  # the machine's rate: the faster of the two libraries
     print("dense fp32 matmul 1024^3: " + ", ".join(f"{r['flops_per_second'] / 1e9:.1f} GFLOP/s ({r['kernel']})" for r in kernels))
+    probe = machine_probe()
+    print(f"machine probe: 64x128x384 matmul {probe['matmul_64x128x384_us']:.1f} us, 64x128 add "
+          f"{probe['add_64x128_us']:.1f} us, copy {probe['copy_GB_per_s']:.1f} GB/s")
     rows = []
     for b in batches:
         r = transitions_per_second(wm, b, args.seconds, warmup_steps=20 if args.compile else 2)  # compiled: past the recompiles of the first restarts
@@ -286,6 +318,7 @@ def main() -> None:
         "flops_counted_by": "torch.utils.flop_counter.FlopCounterMode on one step at batch 1 (matmul/attention only; flags from the questions: the \"both\" check's read-out of rows that say Yes is not counted)",
         "matmul_peak": peak,
         "matmul_kernels": kernels,
+        "machine_probe": probe,
         "batches": {str(r["batch_size"]): r for r in rows},
         "env": {str(r["num_envs"]): r for r in env_rows},
     }
