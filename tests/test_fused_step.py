@@ -9,6 +9,7 @@ import torch
 
 from envs.vsp.maps import LEVELS, generate_map
 from envs.vsp.observation import model_renderer
+from latentum_world.model.vision import written_out_attention
 from latentum_world.world.fused_step import FusedStep
 from latentum_world.world.loading import load_world_model
 from latentum_world.world.model import LatentWorldModel
@@ -113,6 +114,17 @@ def test_fused_encode_equals_the_model_encoder(bundled):
     ref_embeds, ref_codes = bundled.encode(frames)  # bundled: the model's own modules
     assert torch.equal(codes, ref_codes)
     assert torch.allclose(embeds, ref_embeds, atol=1e-4)
+    # only the inference copy writes its local attention out; the model keeps PyTorch's fused kernel
+    assert all(block.written_out for block in fused.image_encoder[0].blocks)
+    assert not any(block.written_out for block in bundled.model.vision_model.blocks)
+
+
+def test_written_out_attention_equals_the_fused_kernel():
+    torch.manual_seed(0)
+    q, k, v = torch.randn(3, 40, 4, 4, 32).unbind(0)  # (B, h, N, hd): local attention's 4-token windows
+    out = written_out_attention(q, k, v)
+    assert out.shape == q.shape
+    assert torch.allclose(out, torch.nn.functional.scaled_dot_product_attention(q, k, v), atol=1e-6)
 
 
 def test_fused_step_needs_a_state_context(bundled):
