@@ -37,7 +37,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from envs.vsp.maps import LEVELS, generate_map
@@ -191,12 +190,7 @@ def matmul_flops_per_second(seconds: float, n: int = 1024, shape: tuple[int, int
     ``kernel="mkl"`` through ``torch.mm``, ``"onednn"`` through oneDNN with the right factor packed (what the
     fused step's matmuls use, :func:`~latentum_world.world.fused_step.packed_linear`)."""
     m, k, n = shape or (n, n, n)
-    a, b = torch.randn(m, k), torch.randn(k, n)
-    if kernel == "onednn":
-        packed = torch.ops.mkldnn._reorder_linear_weight(b.t().contiguous(), m)
-        product = lambda: torch.ops.mkldnn._linear_pointwise(a, packed, None, "none", [], "")  # noqa: E731
-    else:
-        product = lambda: torch.mm(a, b)  # noqa: E731
+    product = matmul_product(m, k, n, kernel)
     for _ in range(3):
         product()
     reps, t0 = 0, time.perf_counter()
@@ -212,18 +206,27 @@ def matmul_flops_per_second(seconds: float, n: int = 1024, shape: tuple[int, int
             "flops_per_second": 2 * m * k * n * reps / elapsed}
 
 
+def matmul_product(m: int, k: int, n: int, kernel: str = "mkl"):
+    """A no-argument callable multiplying random ``(m, k) @ (k, n)`` through ``kernel`` (``"mkl"``: ``torch.mm``;
+    ``"onednn"``: oneDNN with the right factor packed, as the fused step's matmuls)."""
+    a, b = torch.randn(m, k), torch.randn(k, n)
+    if kernel == "onednn":
+        packed = torch.ops.mkldnn._reorder_linear_weight(b.t().contiguous(), m)
+        return lambda: torch.ops.mkldnn._linear_pointwise(a, packed, None, "none", [], "")
+    return lambda: torch.mm(a, b)
+
+
 def machine_probe(seconds: float = 0.5) -> dict:
     """This machine's speed at what dominates a 64-row step besides big matmuls, measured in the same run: one
     64 x 128 x 384 oneDNN matmul (the step's typical product) and one 64 x 128 elementwise add (a small
     kernel's floor), in microseconds, and a repeated copy of 9.4 MB (the size of the generation's key/value
-    buffers at 64 rows; it stays in the last-level cache) in GB/s. The shared 2-core machines this project is built on have slow phases, lasting minutes to hours,
-    where these move much more than the 1024^3 matmul rate; they tell a slow machine from slow code."""
-    x, w = torch.randn(64, 128), torch.randn(384, 128)
-    packed = torch.ops.mkldnn._reorder_linear_weight(w, 64) if torch.backends.mkldnn.is_available() else None
+    buffers at 64 rows; it stays in the last-level cache) in GB/s. The shared 2-core machines this project is
+    built on have slow phases, lasting minutes to hours, where these move much more than the 1024^3 matmul
+    rate; they tell a slow machine from slow code."""
+    x = torch.randn(64, 128)
     big = torch.randn(9_437_184 // 4)
     out = torch.empty_like(big)
-    ops = {"matmul_64x128x384_us": (lambda: torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], ""))
-           if packed is not None else (lambda: F.linear(x, w)),
+    ops = {"matmul_64x128x384_us": matmul_product(64, 128, 384, "onednn" if torch.backends.mkldnn.is_available() else "mkl"),
            "add_64x128_us": lambda: torch.add(x, x),
            "copy_9MB_us": lambda: out.copy_(big)}
     result = {}

@@ -47,6 +47,10 @@ PACK_MIN_ROWS = 16  # packed (oneDNN) matmuls from this many rows: below it the 
 _PACKED: dict[int, torch.Tensor] = {}
 
 
+# the oneDNN linear overload itself (no overload resolution per call); only reached for packed weights
+_LINEAR_POINTWISE = torch.ops.mkldnn._linear_pointwise.default if torch.backends.mkldnn.is_available() else None
+
+
 def packing_available(device: torch.device) -> bool:
     """Whether weights on ``device`` can be packed for oneDNN's matmul (CPU builds with oneDNN)."""
     return device.type == "cpu" and torch.backends.mkldnn.is_available()
@@ -66,10 +70,6 @@ def packed_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     if packed is None:
         return F.linear(x, weight, bias)
     return _LINEAR_POINTWISE(x, packed, bias, "none", [], "")
-
-
-# the overload itself (no overload resolution per call); only reached for packed weights, so only with oneDNN
-_LINEAR_POINTWISE = torch.ops.mkldnn._linear_pointwise.default if torch.backends.mkldnn.is_available() else None
 
 
 _LIBRARY = torch.library.Library("latentum", "DEF")

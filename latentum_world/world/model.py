@@ -239,9 +239,10 @@ class LatentWorldModel:
             if isinstance(sampling.generator, (list, tuple)):
                 sampling = Sampling(sampling.temperature, sampling.top_k, sampling.top_p, sampling.greedy,
                                     [sampling.generator[int(i)] for i in rows])
-        cache = self.cache if rows is None else self.cache.select(rows)  # <img> s_t </img> (the fused step only reads it)
-        if self.fused is None and rows is None:
-            cache = cache.clone()  # (the general forwards extend it in place)
+        if rows is not None:
+            cache = self.cache.select(rows)  # <img> s_t </img> of the stepped rows (a copy)
+        else:  # the fused step only reads it; the general forwards extend it in place
+            cache = self.cache if self.fused is not None else self.cache.clone()
         flags = None
         if self.fused is not None:  # the same computation as below, fused (and compiled with compile=True)
             codes, embeds = self.fused.imagine(cache, actions)
