@@ -3,7 +3,9 @@
 One ``step`` is one imagined transition per batch row: the prefix ``<img> s_t </img> a_t`` through the
 language model, the ``latent_positions`` autoregressive passes of the MoME generation branch and depth head,
 and the understanding branch's two yes/no answers (goal, hole) about the imagined state. The state is
-Markov, so the context does not grow: every step costs the same.
+Markov, so the context does not grow. The fused step finds the greedy codes by Jacobi rounds (all positions per
+forward, started from a guess out of the model's own earlier steps); ``jacobi_round_rows_per_transition``
+records how many row-rounds that took, which falls as the guesses warm up over a run.
 
 For each batch size the model is reset on real first frames of random held-out maps and stepped with random
 actions for ``--seconds``; as in the vector env, a row the model ends (goal or hole) restarts from a fresh real
@@ -125,6 +127,8 @@ def transitions_per_second(wm: LatentWorldModel, batch: int, seconds: float, min
         step()
     sync(wm.device)
     warmup = time.perf_counter() - t0
+    fused = wm.fused
+    counted = (fused.jacobi_rows, fused.round_rows) if fused is not None else (0, 0)
     steps, restarts, t0 = 0, 0, time.perf_counter()
     step_seconds = []
     while True:
@@ -136,7 +140,10 @@ def transitions_per_second(wm: LatentWorldModel, batch: int, seconds: float, min
         elapsed = time.perf_counter() - t0
         if elapsed >= seconds and steps >= min_steps:
             break
+    jacobi_rows = fused.jacobi_rows - counted[0] if fused is not None else 0
+    round_rows = fused.round_rows - counted[1] if fused is not None else 0
     return {"batch_size": batch, "warmup_steps": warmup_steps, "warmup_seconds": warmup, "steps": steps,
+            "jacobi_round_rows_per_transition": round_rows / jacobi_rows if jacobi_rows else None,
             "episodes_ended": restarts, "seconds": elapsed, "step_ms": 1000 * elapsed / steps,
             "step_ms_p10_p50_p90": [float(v) for v in np.percentile(1000 * np.array(step_seconds), [10, 50, 90])],
             "transitions_per_second": batch * steps / elapsed}
@@ -172,7 +179,11 @@ def env_steps_per_second(path: str, num_envs: int, seconds: float, compile: bool
 
 
 def flops_per_transition(wm: LatentWorldModel, batch: int = 1) -> dict:
-    """FLOPs of one ``step`` at ``batch`` rows, divided by ``batch``; also the yes/no answers' share."""
+    """FLOPs of one ``step`` at ``batch`` rows, divided by ``batch``; also the yes/no answers' share. The model's
+    own FLOPs: the codes decoded position by position (``wm.jacobi = False``). The fused step's Jacobi rounds
+    compute the same codes with more FLOPs (each round runs every position of the rows still changing), in fewer
+    and larger matmuls; ``transitions_per_second`` counts those rounds."""
+    wm.jacobi = False
     wm.reset(first_frames(batch, wm.model.config)[0])
     with FlopCounterMode(display=False) as fc:
         wm.step(torch.zeros(batch, dtype=torch.long))
@@ -288,9 +299,15 @@ def main() -> None:
         r = transitions_per_second(wm, b, args.seconds, warmup_steps=20 if args.compile else 2)  # compiled: past the recompiles of the first restarts
         r["achieved_flops_per_second"] = r["transitions_per_second"] * flops["flops"]
         r["utilisation"] = r["achieved_flops_per_second"] / peak["flops_per_second"]
+        rounds = r["jacobi_round_rows_per_transition"]
+        if rounds is not None:  # what the Jacobi rounds executed: each round row costs about one row's imagination
+            r["executed_flops_per_transition"] = flops["flops"] + (rounds - 1) * flops["imagination_flops"]
+            r["executed_utilisation"] = r["transitions_per_second"] * r["executed_flops_per_transition"] / peak["flops_per_second"]
         rows.append(r)
+        executed = "" if rounds is None else (f" (executed with {rounds:.2f} Jacobi round rows per transition: "
+                                              f"{100 * r['executed_utilisation']:.1f}%)")
         print(f"batch {b:3d}: {r['transitions_per_second']:8.1f} transitions/s ({r['step_ms']:.1f} ms/step), "
-              f"{r['achieved_flops_per_second'] / 1e9:.2f} GFLOP/s = {100 * r['utilisation']:.1f}% of matmul peak; "
+              f"{r['achieved_flops_per_second'] / 1e9:.2f} GFLOP/s = {100 * r['utilisation']:.1f}% of matmul peak{executed}; "
               f"warm-up {r['warmup_seconds']:.1f} s")
     env_rows = []
     for n in [int(x) for x in args.env_num_envs.split(",") if x]:
@@ -318,7 +335,7 @@ def main() -> None:
                     "torch": torch.__version__, "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
         "note": args.note,
         "flops_per_transition": flops,
-        "flops_counted_by": "torch.utils.flop_counter.FlopCounterMode on one step at batch 1 (matmul/attention only; flags from the questions: the \"both\" check's read-out of rows that say Yes is not counted)",
+        "flops_counted_by": "torch.utils.flop_counter.FlopCounterMode on one step at batch 1, decoded position by position (the model's FLOPs; matmul/attention only; flags from the questions: the \"both\" check's read-out of rows that say Yes is not counted). executed_flops_per_transition adds the Jacobi rounds' recomputation",
         "matmul_peak": peak,
         "matmul_kernels": kernels,
         "machine_probe": probe,

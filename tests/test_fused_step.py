@@ -57,6 +57,52 @@ def test_fused_steps_equal_the_general_forwards(bundled):
 
 
 @torch.no_grad()
+def test_jacobi_rounds_give_the_position_by_position_codes(bundled):
+    """From any guess (the current codes, random codes, the answer itself) the rounds end at the codes decoded
+    position by position; the right guess takes one round, a wrong one more, never more than P + 1."""
+    wm, fused = bundled, fused_of(bundled)
+    wm.reset(first_frames(wm.model.config, 8, seed=6))
+    gen = torch.Generator().manual_seed(2)
+    actions = torch.randint(4, (8,), generator=gen)
+    codes, latents = fused.imagine(wm.cache.clone(), actions)
+    random = torch.randint(wm.model.config.codebook_size, codes.shape, generator=gen)
+    rounds = {}
+    for name, guess in (("answer", codes), ("current", wm.codes), ("random", random)):
+        before = fused.round_rows
+        mine, my_latents = fused.imagine(wm.cache.clone(), actions, guess)
+        rounds[name] = (fused.round_rows - before) / 8
+        assert torch.equal(mine, codes), name
+        assert torch.allclose(my_latents, latents, atol=1e-5), name
+    assert rounds["answer"] == 1
+    assert 1 < rounds["current"] < rounds["random"] <= wm.model.config.latent_positions + 1
+    with pytest.raises(ValueError, match="guess must be"):
+        fused.imagine(wm.cache.clone(), actions, codes[:, :-1])
+
+
+@torch.no_grad()
+def test_jacobi_steps_equal_position_by_position_steps(bundled):
+    """The fused world model's steps (Jacobi rounds from its memo's guesses) equal those decoded position by
+    position: codes, reward and termination over five steps of 16 rows, with resets of ended rows."""
+    model, tok = bundled.model, bundled.tok
+    fast, slow = LatentWorldModel(model, tok), LatentWorldModel(model, tok)
+    slow.jacobi = False
+    frames = first_frames(model.config, 32, seed=8)
+    for wm in (fast, slow):
+        wm.reset(frames[:16])
+    gen = torch.Generator().manual_seed(5)
+    for _ in range(5):
+        actions = torch.randint(4, (16,), generator=gen)
+        a, b = fast.step(actions), slow.step(actions)
+        assert torch.equal(a.codes, b.codes)
+        assert torch.equal(a.reward, b.reward) and torch.equal(a.terminated, b.terminated)
+        ended = torch.nonzero(a.terminated).flatten()
+        for wm in (fast, slow):
+            wm.reset(frames[16 : 16 + len(ended)], rows=ended)
+    assert fast.fused.jacobi_rows == 80 and slow.fused.jacobi_rows == 0
+    assert len(fast.memo.table) > 0  # the changed positions were remembered
+
+
+@torch.no_grad()
 def test_fused_ingest_equals_the_general_ingest(bundled):
     """A reset's state context: real first frames' continuous features through the understanding branch."""
     wm = bundled

@@ -188,7 +188,12 @@ class FusedStep(nn.Module):
         own = torch.block_diag(*[torch.tril(torch.ones(n, n, dtype=torch.bool))] * 2)  # each block sees itself
         self.register_buffer("question_mask", torch.cat([torch.ones(2 * n, self.prefix, dtype=torch.bool), own], 1))
         self.question_ends = (n - 1, 2 * n - 1)
+        p = self.positions  # a Jacobi round's mask: every position sees the context, the action and itself
+        round_mask = torch.cat([torch.ones(p, self.context + 1, dtype=torch.bool), torch.ones(p, p, dtype=torch.bool).tril()], 1)
+        self.register_buffer("round_mask", round_mask)  # (P, C + 1 + P)
         self._index = [torch.tensor(i, device=embed.device) for i in range(self.length + 1)]  # positions and slots as graph inputs
+        self._warm = 0  # Jacobi rounds are compiled for every bucket up to this many rows
+        self.jacobi_rows = self.round_rows = 0  # rows imagined by Jacobi rounds, and rows the rounds ran (padding included)
         self._kept: dict = {}  # (device, dtype) -> the generation's key and value buffers (for the most rows yet)
         self.packed = packing_available(embed.device)
         if self.packed:
@@ -209,8 +214,10 @@ class FusedStep(nn.Module):
             self._act = _compiled(self._act_graph)
             self._position = _compiled(self._position_graph)
             self._understand = _compiled(self._understand_graph)
+            self._round = _compiled(self._round_graph)
         else:
             self._act, self._position, self._understand = self._act_graph, self._position_graph, self._understand_graph
+            self._round = self._round_graph
         # (ingest stays eager: resets come in every number of rows, and a graph per bucket cost more than it saved)
 
     def _linear(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -218,12 +225,19 @@ class FusedStep(nn.Module):
 
     # ------------------------------------------------------------------ public
     @torch.no_grad()
-    def imagine(self, cache: KVCache, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def imagine(self, cache: KVCache, actions: torch.Tensor,
+                guess: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Greedy next-state codes ``(B, P, K)`` and their ``visual_projector(z_q)`` ``(B, P, d)`` after the
-        states in ``cache`` (``<img> s_t </img>`` per row, all rows real and of length ``P + 2``) and ``actions`` ``(B,)``."""
+        states in ``cache`` (``<img> s_t </img>`` per row, all rows real and of length ``P + 2``) and ``actions`` ``(B,)``.
+
+        ``guess`` ``(B, P, K)`` (e.g. the current states' codes): the codes are found by Jacobi rounds started
+        from it (:meth:`_jacobi`: all ``P`` positions per forward) instead of position by position; the same
+        greedy codes either way."""
         if cache.length != self.context:
             raise ValueError(f"FusedStep expects a state context of {self.context} positions, got {cache.length}")
         b = actions.shape[0]
+        if guess is not None and guess.shape != (b, self.positions, self.num_codebooks):
+            raise ValueError(f"guess must be ({b}, {self.positions}, {self.num_codebooks}) codes, got {tuple(guess.shape)}")
         n = self._rows(b)  # (compiled: padded to a bucket; the extra rows hold finite leftovers, then are dropped)
         keys, values = self._generation_buffers(n, cache.keys[0])  # (n, L, h, S, hd) each
         keys[:b, :, :, : self.context] = torch.stack(cache.keys, 1)
@@ -231,6 +245,9 @@ class FusedStep(nn.Module):
         pos = self.context
         k, v = self._act(self.action_embeds[_pad(actions, n)], keys, values, self._index[pos])
         keys[:, :, :, pos], values[:, :, :, pos] = k, v
+        if guess is not None:
+            codes = self._jacobi(keys[:b, :, :, : pos + 1], values[:b, :, :, : pos + 1], guess)
+            return codes, self._project(codes)
         x = self.img_start.repeat(n, 1)  # (n, d), contiguous like every later input (one graph)
         codes, latents = [], []
         for j in range(self.positions):
@@ -241,6 +258,41 @@ class FusedStep(nn.Module):
             if j < self.positions - 1:
                 keys[:, :, :, pos], values[:, :, :, pos] = k, v
         return torch.stack(codes, 1)[:b], torch.stack(latents, 1)[:b]
+
+    def _jacobi(self, keys: torch.Tensor, values: torch.Tensor, guess: torch.Tensor) -> torch.Tensor:
+        """Greedy codes ``(B, P, K)`` after the context and action in ``keys``/``values`` ``(B, L, h, C + 1, hd)``,
+        by Jacobi iteration from ``guess`` ``(B, P, K)``.
+
+        A round (:meth:`_round_graph`) feeds every position the guessed codes of the positions before it and
+        returns the greedy codes after them, all ``P`` positions in one forward (matmuls of ``B * P`` rows
+        instead of ``P`` forwards of ``B``). A row whose prediction equals its guess is a fixed point: each
+        position's codes are the greedy ones after the (equal) codes before it, which is what position-by-
+        position decoding computes. Other rows go on with their prediction as the next guess, in a smaller
+        batch. Round ``r``'s first ``r`` positions are always exact (position ``j`` only sees guesses before
+        it), so a row is fixed after at most ``P + 1`` rounds. From the current state's codes, which an
+        imagined step changes in one or two of the 16 positions (the player's cells), rows take 1-4 rounds.
+        """
+        b = guess.shape[0]
+        if self.compiled and b > self._warm:  # every smaller batch a later round may run, compiled now
+            for n in (1 << i for i in range(self._rows(b).bit_length())):
+                if n > self._warm:
+                    pick = torch.zeros(n, dtype=torch.long, device=guess.device)
+                    self._round(keys.index_select(0, pick), values.index_select(0, pick), guess.index_select(0, pick))
+            self._warm = self._rows(b)
+        codes = guess.clone()
+        rows = torch.arange(b, device=guess.device)
+        self.jacobi_rows += b
+        for _ in range(self.positions + 1):
+            n = self._rows(len(rows))
+            self.round_rows += n
+            pick = _pad(rows, n)  # (padding picks row 0 again; its prediction is dropped)
+            pred = self._round(keys.index_select(0, pick), values.index_select(0, pick), _pad(guess, n))[: len(rows)]
+            fixed = (pred == guess).flatten(1).all(1)  # (m,)
+            codes[rows[fixed]] = pred[fixed]
+            rows, guess = rows[~fixed], pred[~fixed]
+            if len(rows) == 0:
+                return codes
+        raise AssertionError("Jacobi rounds did not converge")  # (impossible: see the docstring)
 
     def _rows(self, b: int) -> int:
         """The rows a batch of ``b`` runs as: compiled, the next power of two (graphs specialised to a few fixed
@@ -383,6 +435,20 @@ class FusedStep(nn.Module):
         latent = self._project(codes)
         nxt = _rms(latent, self.image_norm, self.eps) + self.image_pos.index_select(0, slot.view(1))
         return codes, latent, nxt, k, v
+
+    def _round_graph(self, keys, values, guess):
+        """One Jacobi round: every latent position at once, after the context and action in ``keys``/``values``
+        ``(B, L, h, C + 1, hd)``, each fed the codes ``guess`` ``(B, P, K)`` of the positions before it (slot inputs
+        as :meth:`_position_graph` makes them); returns the greedy codes ``(B, P, K)`` after each prefix."""
+        b, p = guess.shape[:2]
+        start = keys.shape[3]
+        slots = _rms(self._project(guess[:, :-1]), self.image_norm, self.eps) + self.image_pos[: p - 1]  # (B, P - 1, d)
+        x = torch.cat([self.img_start.expand(b, 1, -1), slots], 1)  # (B, P, d)
+        cos, sin = self.cos[start : start + p], self.sin[start : start + p]
+        for i, branch in enumerate(self.vision):
+            x, _, _ = self._layer_block(x, branch, cos, sin, keys[:, i], values[:, i], self.round_mask)
+        codes = self._depth_codes(_rms(x, self.final_norm, self.eps).reshape(b * p, self.d))  # (B * P, K)
+        return codes.view(b, p, -1)
 
     def _prefix(self, embeds, after: int):
         """``<img> slots </img>`` and the first ``after - 1`` tokens of the questions' shared start: ``(B, T, d)``."""

@@ -13,6 +13,7 @@ and a batch row can be reset on its own.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -26,6 +27,7 @@ from latentum_world.model.depth_head import Sampling
 from latentum_world.model.generation import generate_state
 from latentum_world.model.language import KVCache
 from latentum_world.model.draft import draft_greedy_decode
+from latentum_world.world.code_guess import TransitionMemo
 from latentum_world.world.fused_step import FusedStep
 
 
@@ -147,6 +149,11 @@ class LatentWorldModel:
         self.flag_questions = fq = FlagQuestions(model, tokenizer, self.compiled)
         self.fused = FusedStep(model, self.action_ids, fq.question_prefix, fq.questions, (fq.yes, fq.no),
                                compile=compile) if fused else None
+        # the fused step finds the next codes by Jacobi rounds, started from guesses out of the model's own earlier
+        # steps (speed only: the same greedy codes as position by position, which ``jacobi = False`` runs)
+        self.jacobi = True
+        square = math.isqrt(c.latent_positions) ** 2 == c.latent_positions  # (the memo's grid; else: the current codes)
+        self.memo = TransitionMemo(c.latent_positions, c.codebook_size) if fused and square else None
         self._text, self._image = ingest_functions(self.compiled)
         self.table_prompt = torch.tensor(tokenizer.encode_text(table_question(VSPMap(3, (0, 0), (1, 1)))[0]), device=self.device)
         # the read-out's player pieces (" @ |", " % |", " ! |": one token each) -> their symbol
@@ -245,7 +252,14 @@ class LatentWorldModel:
             cache = self.cache if self.fused is not None else self.cache.clone()
         flags = None
         if self.fused is not None:  # the same computation as below, fused (and compiled with compile=True)
-            codes, embeds = self.fused.imagine(cache, actions)
+            if self.jacobi:
+                current = self.codes if rows is None else self.codes.index_select(0, rows)  # (b, P, K)
+                guess = current if self.memo is None else self.memo.guess(current, actions)
+                codes, embeds = self.fused.imagine(cache, actions, guess)
+                if self.memo is not None:
+                    self.memo.learn(current, actions, codes)
+            else:
+                codes, embeds = self.fused.imagine(cache, actions)
             fresh, *flags = self.fused.understand(embeds)
         else:
             self._text(self.model, cache, self.action_ids[actions][:, None])  # ... a_t
