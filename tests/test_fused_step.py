@@ -99,7 +99,7 @@ def test_jacobi_steps_equal_position_by_position_steps(bundled):
         for wm in (fast, slow):
             wm.reset(frames[16 : 16 + len(ended)], rows=ended)
     assert fast.fused.jacobi_rows == 80 and slow.fused.jacobi_rows == 0
-    assert len(fast.memo.table) > 0  # the changed positions were remembered
+    assert len(fast.memo) > 0  # the changed positions were remembered
 
 
 @torch.no_grad()
