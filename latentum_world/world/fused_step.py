@@ -191,6 +191,7 @@ class FusedStep(nn.Module):
         p = self.positions  # a Jacobi round's mask: every position sees the context, the action and itself
         round_mask = torch.cat([torch.ones(p, self.context + 1, dtype=torch.bool), torch.ones(p, p, dtype=torch.bool).tril()], 1)
         self.register_buffer("round_mask", round_mask)  # (P, C + 1 + P)
+        self.register_buffer("action_mask", torch.ones(1, self.context + 1, dtype=torch.bool))  # (1, C + 1)
         self._index = [torch.tensor(i, device=embed.device) for i in range(self.length + 1)]  # positions and slots as graph inputs
         self._warm = 0  # Jacobi rounds are compiled for every bucket up to this many rows
         self.jacobi_rows = self.round_rows = 0  # rows imagined by Jacobi rounds, and rows the rounds ran (padding included)
@@ -238,6 +239,9 @@ class FusedStep(nn.Module):
         b = actions.shape[0]
         if guess is not None and guess.shape != (b, self.positions, self.num_codebooks):
             raise ValueError(f"guess must be ({b}, {self.positions}, {self.num_codebooks}) codes, got {tuple(guess.shape)}")
+        if guess is not None:
+            codes = self._jacobi(torch.stack(cache.keys, 1), torch.stack(cache.values, 1), self.action_embeds[actions], guess)
+            return codes, self._project(codes)
         n = self._rows(b)  # (compiled: padded to a bucket; the extra rows hold finite leftovers, then are dropped)
         keys, values = self._generation_buffers(n, cache.keys[0])  # (n, L, h, S, hd) each
         keys[:b, :, :, : self.context] = torch.stack(cache.keys, 1)
@@ -245,9 +249,6 @@ class FusedStep(nn.Module):
         pos = self.context
         k, v = self._act(self.action_embeds[_pad(actions, n)], keys, values, self._index[pos])
         keys[:, :, :, pos], values[:, :, :, pos] = k, v
-        if guess is not None:
-            codes = self._jacobi(keys[:b, :, :, : pos + 1], values[:b, :, :, : pos + 1], guess)
-            return codes, self._project(codes)
         x = self.img_start.repeat(n, 1)  # (n, d), contiguous like every later input (one graph)
         codes, latents = [], []
         for j in range(self.positions):
@@ -259,9 +260,9 @@ class FusedStep(nn.Module):
                 keys[:, :, :, pos], values[:, :, :, pos] = k, v
         return torch.stack(codes, 1)[:b], torch.stack(latents, 1)[:b]
 
-    def _jacobi(self, keys: torch.Tensor, values: torch.Tensor, guess: torch.Tensor) -> torch.Tensor:
-        """Greedy codes ``(B, P, K)`` after the context and action in ``keys``/``values`` ``(B, L, h, C + 1, hd)``,
-        by Jacobi iteration from ``guess`` ``(B, P, K)``.
+    def _jacobi(self, keys: torch.Tensor, values: torch.Tensor, action: torch.Tensor, guess: torch.Tensor) -> torch.Tensor:
+        """Greedy codes ``(B, P, K)`` after the states' context ``keys``/``values`` ``(B, L, h, C, hd)`` and the
+        actions' embeddings ``action`` ``(B, d)``, by Jacobi iteration from ``guess`` ``(B, P, K)``.
 
         A round (:meth:`_round_graph`) feeds every position the guessed codes of the positions before it and
         returns the greedy codes after them, all ``P`` positions in one forward (matmuls of ``B * P`` rows
@@ -269,15 +270,15 @@ class FusedStep(nn.Module):
         position's codes are the greedy ones after the (equal) codes before it, which is what position-by-
         position decoding computes. Other rows go on with their prediction as the next guess, in a smaller
         batch. Round ``r``'s first ``r`` positions are always exact (position ``j`` only sees guesses before
-        it), so a row is fixed after at most ``P + 1`` rounds. From the current state's codes, which an
-        imagined step changes in one or two of the 16 positions (the player's cells), rows take 1-4 rounds.
+        it), so a row is fixed after at most ``P + 1`` rounds. From guesses of
+        :class:`~latentum_world.world.code_guess.TransitionMemo`, rows take 1-4 rounds.
         """
         b = guess.shape[0]
         if self.compiled and b > self._warm:  # every smaller batch a later round may run, compiled now
             for n in (1 << i for i in range(self._rows(b).bit_length())):
                 if n > self._warm:
                     pick = torch.zeros(n, dtype=torch.long, device=guess.device)
-                    self._round(keys.index_select(0, pick), values.index_select(0, pick), guess.index_select(0, pick))
+                    self._round(*(t.index_select(0, pick) for t in (keys, values, action, guess)))
             self._warm = self._rows(b)
         codes = guess.clone()
         rows = torch.arange(b, device=guess.device)
@@ -285,8 +286,12 @@ class FusedStep(nn.Module):
         for _ in range(self.positions + 1):
             n = self._rows(len(rows))
             self.round_rows += n
-            pick = _pad(rows, n)  # (padding picks row 0 again; its prediction is dropped)
-            pred = self._round(keys.index_select(0, pick), values.index_select(0, pick), _pad(guess, n))[: len(rows)]
+            if len(rows) == n == b:  # (every row, no padding: no copy)
+                pred = self._round(keys, values, action, guess)
+            else:
+                pick = _pad(rows, n)  # (padding picks row 0 again; its prediction is dropped)
+                pred = self._round(keys.index_select(0, pick), values.index_select(0, pick), action.index_select(0, pick),
+                                   _pad(guess, n))[: len(rows)]
             fixed = (pred == guess).flatten(1).all(1)  # (m,)
             codes[rows[fixed]] = pred[fixed]
             rows, guess = rows[~fixed], pred[~fixed]
@@ -436,17 +441,22 @@ class FusedStep(nn.Module):
         nxt = _rms(latent, self.image_norm, self.eps) + self.image_pos.index_select(0, slot.view(1))
         return codes, latent, nxt, k, v
 
-    def _round_graph(self, keys, values, guess):
-        """One Jacobi round: every latent position at once, after the context and action in ``keys``/``values``
-        ``(B, L, h, C + 1, hd)``, each fed the codes ``guess`` ``(B, P, K)`` of the positions before it (slot inputs
-        as :meth:`_position_graph` makes them); returns the greedy codes ``(B, P, K)`` after each prefix."""
+    def _round_graph(self, keys, values, action, guess):
+        """One Jacobi round: the action token (understanding branch) and every latent position at once
+        (generation branch), after the states' context ``keys``/``values`` ``(B, L, h, C, hd)``; position ``j`` is
+        fed the codes ``guess`` ``(B, P, K)`` of the positions before it (slot inputs as :meth:`_position_graph`
+        makes them). ``action``: ``(B, d)`` embeddings. Returns the greedy codes ``(B, P, K)`` after each prefix."""
         b, p = guess.shape[:2]
-        start = keys.shape[3]
+        c = keys.shape[3]
         slots = _rms(self._project(guess[:, :-1]), self.image_norm, self.eps) + self.image_pos[: p - 1]  # (B, P - 1, d)
         x = torch.cat([self.img_start.expand(b, 1, -1), slots], 1)  # (B, P, d)
-        cos, sin = self.cos[start : start + p], self.sin[start : start + p]
-        for i, branch in enumerate(self.vision):
-            x, _, _ = self._layer_block(x, branch, cos, sin, keys[:, i], values[:, i], self.round_mask)
+        a = action[:, None]  # (B, 1, d)
+        cos, sin = self.cos[c + 1 : c + 1 + p], self.sin[c + 1 : c + 1 + p]
+        for i, (text, vision) in enumerate(zip(self.text, self.vision)):
+            a, k, v = self._layer_block(a, text, self.cos[c : c + 1], self.sin[c : c + 1], keys[:, i], values[:, i],
+                                        self.action_mask, keys_only=i == self.layers - 1)
+            x, _, _ = self._layer_block(x, vision, cos, sin, torch.cat([keys[:, i], k], 2), torch.cat([values[:, i], v], 2),
+                                        self.round_mask)
         codes = self._depth_codes(_rms(x, self.final_norm, self.eps).reshape(b * p, self.d))  # (B * P, K)
         return codes.view(b, p, -1)
 
