@@ -226,21 +226,23 @@ class FusedStep(nn.Module):
 
     # ------------------------------------------------------------------ public
     @torch.no_grad()
-    def imagine(self, cache: KVCache, actions: torch.Tensor,
-                guess: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def imagine(self, cache: KVCache, actions: torch.Tensor, guess: torch.Tensor | None = None,
+                trusted: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Greedy next-state codes ``(B, P, K)`` and their ``visual_projector(z_q)`` ``(B, P, d)`` after the
         states in ``cache`` (``<img> s_t </img>`` per row, all rows real and of length ``P + 2``) and ``actions`` ``(B,)``.
 
         ``guess`` ``(B, P, K)`` (e.g. the current states' codes): the codes are found by Jacobi rounds started
         from it (:meth:`_jacobi`: all ``P`` positions per forward) instead of position by position; the same
-        greedy codes either way."""
+        greedy codes either way; ``trusted`` ``(B, P)``: the guesses to keep while the rounds fix the positions
+        before them (see :meth:`_jacobi`)."""
         if cache.length != self.context:
             raise ValueError(f"FusedStep expects a state context of {self.context} positions, got {cache.length}")
         b = actions.shape[0]
         if guess is not None and guess.shape != (b, self.positions, self.num_codebooks):
             raise ValueError(f"guess must be ({b}, {self.positions}, {self.num_codebooks}) codes, got {tuple(guess.shape)}")
         if guess is not None:
-            codes = self._jacobi(torch.stack(cache.keys, 1), torch.stack(cache.values, 1), self.action_embeds[actions], guess)
+            codes = self._jacobi(torch.stack(cache.keys, 1), torch.stack(cache.values, 1), self.action_embeds[actions], guess,
+                                 trusted)
             return codes, self._project(codes)
         n = self._rows(b)  # (compiled: padded to a bucket; the extra rows hold finite leftovers, then are dropped)
         keys, values = self._generation_buffers(n, cache.keys[0])  # (n, L, h, S, hd) each
@@ -260,7 +262,8 @@ class FusedStep(nn.Module):
                 keys[:, :, :, pos], values[:, :, :, pos] = k, v
         return torch.stack(codes, 1)[:b], torch.stack(latents, 1)[:b]
 
-    def _jacobi(self, keys: torch.Tensor, values: torch.Tensor, action: torch.Tensor, guess: torch.Tensor) -> torch.Tensor:
+    def _jacobi(self, keys: torch.Tensor, values: torch.Tensor, action: torch.Tensor, guess: torch.Tensor,
+                trusted: torch.Tensor | None = None) -> torch.Tensor:
         """Greedy codes ``(B, P, K)`` after the states' context ``keys``/``values`` ``(B, L, h, C, hd)`` and the
         actions' embeddings ``action`` ``(B, d)``, by Jacobi iteration from ``guess`` ``(B, P, K)``.
 
@@ -270,8 +273,10 @@ class FusedStep(nn.Module):
         position's codes are the greedy ones after the (equal) codes before it, which is what position-by-
         position decoding computes. Other rows go on with their prediction as the next guess, in a smaller
         batch. Round ``r``'s first ``r`` positions are always exact (position ``j`` only sees guesses before
-        it), so a row is fixed after at most ``P + 1`` rounds. From guesses of
-        :class:`~latentum_world.world.code_guess.TransitionMemo`, rows take 1-4 rounds.
+        it), so a row is fixed after at most ``P + 1`` rounds, whatever the next guess holds past the first
+        position it got wrong. There, where ``trusted`` ``(B, P)`` marks a first guess (e.g. one the memo
+        remembered), that guess is kept: the prediction there saw the wrong position before it. From guesses
+        of :class:`~latentum_world.world.code_guess.TransitionMemo`, rows take 1-4 rounds.
         """
         b = guess.shape[0]
         if self.compiled and b > self._warm:  # every smaller batch a later round may run, compiled now
@@ -280,7 +285,7 @@ class FusedStep(nn.Module):
                     pick = torch.zeros(n, dtype=torch.long, device=guess.device)
                     self._round(*(t.index_select(0, pick) for t in (keys, values, action, guess)))
             self._warm = self._rows(b)
-        codes = guess.clone()
+        codes, first_guess = guess.clone(), guess
         rows = torch.arange(b, device=guess.device)
         self.jacobi_rows += b
         for _ in range(self.positions + 1):
@@ -294,9 +299,14 @@ class FusedStep(nn.Module):
                                    _pad(guess, n))[: len(rows)]
             fixed = (pred == guess).flatten(1).all(1)  # (m,)
             codes[rows[fixed]] = pred[fixed]
-            rows, guess = rows[~fixed], pred[~fixed]
+            rows, pred, guess = rows[~fixed], pred[~fixed], guess[~fixed]
             if len(rows) == 0:
                 return codes
+            if trusted is not None:  # past a row's first wrong position its prediction saw a wrong prefix: keep
+                first = (pred != guess).any(-1).long().argmax(1)  # (m,) the trusted first guesses there
+                keep = (torch.arange(self.positions, device=rows.device) > first[:, None]) & trusted[rows]  # (m, P)
+                pred = torch.where(keep[..., None], first_guess[rows], pred)
+            guess = pred
         raise AssertionError("Jacobi rounds did not converge")  # (impossible: see the docstring)
 
     def _rows(self, b: int) -> int:

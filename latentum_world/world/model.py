@@ -12,14 +12,13 @@ and a batch row can be reset on its own.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 
-from envs.vsp.formats import VSPFormatError, parse_table, to_table
+from envs.vsp.formats import VSPFormatError, parse_table
 from envs.vsp.maps import ACTION_LETTERS, VSPMap
 from latentum_world.data.prompts import flag_answer, in_hole_question, on_goal_question, table_question
 from latentum_world.model.compiled import CompiledImagination, ingest_functions
@@ -29,6 +28,7 @@ from latentum_world.model.language import KVCache
 from latentum_world.model.draft import draft_greedy_decode
 from latentum_world.world.code_guess import TransitionMemo
 from latentum_world.world.fused_step import FusedStep
+from latentum_world.world.table_drafts import TableDrafts, cells_in_positions
 
 
 FLAG_SOURCES = ("questions", "readout", "both")  # where reward and termination are read from (LatentWorldModel's flags_from)
@@ -163,7 +163,7 @@ class LatentWorldModel:
         self.codes: torch.Tensor | None = None  # (B, P, K)
         self._boards: list = []  # per row: the current state's read-out once decoded (False: not decoded yet)
         self._draft_boards: list = []  # per row: the board that drafts its read-outs, or None (see reset)
-        self._draft_cache: dict = {}  # board -> its player-less table's token ids (see _draft_tokens)
+        self._table_drafts = TableDrafts(tokenizer)  # the read-outs' drafts (see _draft_tokens)
 
     # ------------------------------------------------------------------ states
     @torch.no_grad()
@@ -251,11 +251,12 @@ class LatentWorldModel:
         else:  # the fused step only reads it; the general forwards extend it in place
             cache = self.cache if self.fused is not None else self.cache.clone()
         flags = None
+        current = self.codes if rows is None else self.codes.index_select(0, rows)  # (b, P, K)
         if self.fused is not None:  # the same computation as below, fused (and compiled with compile=True)
             if self.jacobi:
-                current = self.codes if rows is None else self.codes.index_select(0, rows)  # (b, P, K)
                 guess = current if self.memo is None else self.memo.guess(current, actions)
-                codes, embeds = self.fused.imagine(cache, actions, guess)
+                remembered = (guess != current).any(-1)  # (b, P): the memo's changes, kept while rounds fix the rest
+                codes, embeds = self.fused.imagine(cache, actions, guess, remembered)
                 if self.memo is not None:
                     self.memo.learn(current, actions, codes)
             else:
@@ -281,7 +282,8 @@ class LatentWorldModel:
             pieces = [None] * len(codes)
             drafts = [self._draft_boards[stepped[i]] for i in asked.tolist()]
             expected = ["%" * bool(goal[i]) + "!" * bool(hole[i]) for i in asked.tolist()]  # the pieces a Yes implies
-            pieces_asked = self._player_pieces(embeds[asked], drafts, fresh.select(asked), expected)  # (none asked: none decoded)
+            regions = self._moved_regions(drafts, (codes[asked] != current[asked]).any(-1))
+            pieces_asked = self._player_pieces(embeds[asked], drafts, fresh.select(asked), expected, regions)  # (none asked: none decoded)
             for i, piece in zip(asked.tolist(), pieces_asked):
                 pieces[i] = piece
             goal = goal & torch.tensor([p == "%" for p in pieces], device=self.device)
@@ -320,8 +322,20 @@ class LatentWorldModel:
         return list(self._boards)
 
     @torch.no_grad()
+    def _moved_regions(self, boards: Sequence[VSPMap | None], changed: torch.Tensor) -> list[frozenset | None]:
+        """Per row, the cells of its board (``None``: no board) whose image regions overlap the latent positions
+        that ``changed`` ``(n, P)`` in this step: where the player now stands, if it moved or turned (else ``None``)."""
+        c = self.model.config
+        grid = math.isqrt(c.latent_positions)
+        if grid * grid != c.latent_positions:
+            return [None] * len(boards)
+        return [None if board is None or not moved.any() else
+                cells_in_positions(board.size, tuple(torch.nonzero(moved).flatten().tolist()), c.image_size, c.cell_pixels, grid)
+                for board, moved in zip(boards, changed)]
+
     def _player_pieces(self, embeds: torch.Tensor, draft_boards: Sequence[VSPMap | None] | None = None,
-                       cache: KVCache | None = None, expected: Sequence[str] | None = None) -> list[str | None]:
+                       cache: KVCache | None = None, expected: Sequence[str] | None = None,
+                       regions: Sequence[frozenset | None] | None = None) -> list[str | None]:
         """The player's symbol (``@``, ``%`` or ``!``) in the model's table read-out of each state ``(n, P, d)``,
         decoding greedily only until each row has written it (``None``: the read-out ended, or ran out of
         budget, without one). The same text as :meth:`read_board`'s up to that token. ``draft_boards``
@@ -329,15 +343,16 @@ class LatentWorldModel:
         forward (:func:`~latentum_world.model.draft.draft_greedy_decode`; with the fused step, its first forward
         is :meth:`~latentum_world.world.fused_step.FusedStep.extend`). ``expected`` (per row, the
         pieces looked for, e.g. ``"%"``): each draft then ends before the last cell where such a piece could
-        stand on its board (speed only: a piece written later is still decoded, token by token)."""
+        stand on its board, or in its ``regions`` cells (e.g. where the step changed the image) where one could
+        stand there (speed only: a piece written later is still decoded, token by token)."""
         eos = self.model.config.eos_token_id
         texts = self._read_out(embeds, draft_boards, lambda t: t in self.player_piece_ids or t == eos, READOUT_TOKENS, cache,
-                               expected)
+                               expected, regions)
         return [self.player_piece_ids.get(t[-1]) for t in texts]
 
     def _read_out(self, embeds: torch.Tensor, draft_boards: Sequence[VSPMap | None] | None, stop,
-                  max_new_tokens: int, cache: KVCache | None = None,
-                  expected: Sequence[str] | None = None) -> list[list[int]]:
+                  max_new_tokens: int, cache: KVCache | None = None, expected: Sequence[str] | None = None,
+                  regions: Sequence[frozenset | None] | None = None) -> list[list[int]]:
         """The table read-out's tokens for states ``(n, P, d)`` (``<img> s </img>`` + the table question, then
         greedy decoding, drafted by ``draft_boards``), each row up to its first ``stop`` token (included).
         ``cache``: the states' ``<img> s </img>`` ingest if already made (it is not modified)."""
@@ -347,27 +362,18 @@ class LatentWorldModel:
         if n == 0:
             return []
         cache = self._context(embeds) if cache is None else cache.clone()
-        expected = expected or [""] * n
-        drafts = [None if m is None else self._draft_tokens(m, e) for m, e in zip(draft_boards or [None] * n, expected)]
+        expected, regions = expected or [""] * n, regions or [None] * n
+        drafts = [None if m is None else self._draft_tokens(m, e, r)
+                  for m, e, r in zip(draft_boards or [None] * n, expected, regions)]
         return draft_greedy_decode(self.model, cache, None, drafts, stop, max_new_tokens,  # the table question
                                    step_fn=lambda c, ids: self._text(self.model, c, ids), prompt=self.table_prompt,  # and drafts
                                    forward_fn=None if self.fused is None else self.fused.extend)
 
-    def _draft_tokens(self, board: VSPMap, expected: str = "") -> list[int]:
-        """Token ids of ``board``'s VSP table without the player (the read-out's draft), cached per board; with
-        ``expected`` pieces (``"%"``: the player on the goal, ``"!"``: in a hole), only up to the last cell where
-        one could stand."""
-        key = (board.size, board.goal, board.holes, expected)
-        if key not in self._draft_cache:
-            if len(self._draft_cache) > 4096:
-                self._draft_cache.clear()
-            full = self.tok.encode_text(to_table(board, player=False))
-            cells = ([board.goal] if "%" in expected else []) + (sorted(board.holes) if "!" in expected else [])
-            if cells:  # the table lists cells row by row: the last such cell is the largest (row, col)
-                placed = self.tok.encode_text(to_table(dataclasses.replace(board, player=max(cells)), player=True))
-                full = full[: next(i for i, (a, b) in enumerate(zip(full, placed)) if a != b)]
-            self._draft_cache[key] = full
-        return self._draft_cache[key]
+    def _draft_tokens(self, board: VSPMap, expected: str = "", region: frozenset | None = None) -> list[int]:
+        """Token ids of ``board``'s VSP table without the player (the read-out's draft); with ``expected`` pieces
+        (``"%"``: the player on the goal, ``"!"``: in a hole), only up to the last cell where one could stand,
+        in ``region`` where one of them could (:class:`~latentum_world.world.table_drafts.TableDrafts`)."""
+        return self._table_drafts(board, expected, region)
 
     @torch.no_grad()
     def _decode_boards(self, embeds: torch.Tensor, max_new_tokens: int,
