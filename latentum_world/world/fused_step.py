@@ -193,8 +193,8 @@ class FusedStep(nn.Module):
         self.register_buffer("round_mask", round_mask)  # (P, C + 1 + P)
         self.register_buffer("action_mask", torch.ones(1, self.context + 1, dtype=torch.bool))  # (1, C + 1)
         self._index = [torch.tensor(i, device=embed.device) for i in range(self.length + 1)]  # positions and slots as graph inputs
-        self._warm = 0  # Jacobi rounds are compiled for every bucket up to this many rows
-        self.jacobi_rows = self.round_rows = 0  # rows imagined by Jacobi rounds, and rows the rounds ran (padding included)
+        self._warm = False  # whether the Jacobi round's one-row graph is compiled
+        self.jacobi_rows = self.round_rows = 0  # rows imagined by Jacobi rounds, and rows the rounds ran
         self._kept: dict = {}  # (device, dtype) -> the generation's key and value buffers (for the most rows yet)
         self.packed = packing_available(embed.device)
         if self.packed:
@@ -214,15 +214,16 @@ class FusedStep(nn.Module):
         if compile:
             self._act = _compiled(self._act_graph)
             self._position = _compiled(self._position_graph)
-            self._understand = _compiled(self._understand_graph)
-            self._round = _compiled(self._round_graph)
+            self._understand = _compiled(self._understand_graph, dynamic_rows=True)
+            self._round = _compiled(self._round_graph, dynamic_rows=True)
         else:
             self._act, self._position, self._understand = self._act_graph, self._position_graph, self._understand_graph
             self._round = self._round_graph
         # (ingest stays eager: resets come in every number of rows, and a graph per bucket cost more than it saved)
 
     def _linear(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-        return _linear(x, weight, bias) if self.packed else F.linear(x, weight, bias)
+        # compiled: packed at any number of rows, so that no graph depends on it (one graph for every batch size)
+        return _linear(x, weight, bias, always=self.compiled) if self.packed else F.linear(x, weight, bias)
 
     # ------------------------------------------------------------------ public
     @torch.no_grad()
@@ -279,24 +280,19 @@ class FusedStep(nn.Module):
         of :class:`~latentum_world.world.code_guess.TransitionMemo`, rows take 1-4 rounds.
         """
         b = guess.shape[0]
-        if self.compiled and b > self._warm:  # every smaller batch a later round may run, compiled now
-            for n in (1 << i for i in range(self._rows(b).bit_length())):
-                if n > self._warm:
-                    pick = torch.zeros(n, dtype=torch.long, device=guess.device)
-                    self._round(*(t.index_select(0, pick) for t in (keys, values, action, guess)))
-            self._warm = self._rows(b)
+        if self.compiled and not self._warm:  # the one-row graph too, compiled now rather than some steps later
+            pick = torch.zeros(1, dtype=torch.long, device=guess.device)
+            self._round(*(t.index_select(0, pick) for t in (keys, values, action, guess)))
+            self._warm = True
         codes, first_guess = guess.clone(), guess
         rows = torch.arange(b, device=guess.device)
         self.jacobi_rows += b
         for _ in range(self.positions + 1):
-            n = self._rows(len(rows))
-            self.round_rows += n
-            if len(rows) == n == b:  # (every row, no padding: no copy)
+            self.round_rows += len(rows)
+            if len(rows) == b:  # (every row: no copy)
                 pred = self._round(keys, values, action, guess)
             else:
-                pick = _pad(rows, n)  # (padding picks row 0 again; its prediction is dropped)
-                pred = self._round(keys.index_select(0, pick), values.index_select(0, pick), action.index_select(0, pick),
-                                   _pad(guess, n))[: len(rows)]
+                pred = self._round(keys.index_select(0, rows), values.index_select(0, rows), action.index_select(0, rows), guess)
             fixed = (pred == guess).flatten(1).all(1)  # (m,)
             codes[rows[fixed]] = pred[fixed]
             rows, pred, guess = rows[~fixed], pred[~fixed], guess[~fixed]
@@ -333,7 +329,7 @@ class FusedStep(nn.Module):
         """States ``(B, P, d)`` (``visual_projector(z_q)``) re-ingested: their cache ``<img> s </img>`` (the next
         step's context) and P(Yes) ``(B,)`` to the goal and to the hole question."""
         b = embeds.shape[0]
-        keys, values, p_goal, p_hole = self._understand(_pad(embeds, self._rows(b)))
+        keys, values, p_goal, p_hole = self._understand(embeds)
         return self._cache(keys[:, :b], values[:, :b]), p_goal[:b], p_hole[:b]
 
     @torch.no_grad()
@@ -532,9 +528,10 @@ def _pack(weight: torch.Tensor, keys: list) -> None:
     keys.append(weight.data_ptr())
 
 
-def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``F.linear(x, weight, bias)`` for ``x`` ``(..., k)``, through :func:`packed_linear` from :data:`PACK_MIN_ROWS` rows."""
-    if x.numel() >= PACK_MIN_ROWS * x.shape[-1]:  # (the op takes 2-d inputs)
+def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, always: bool = False) -> torch.Tensor:
+    """``F.linear(x, weight, bias)`` for ``x`` ``(..., k)``, through :func:`packed_linear` from :data:`PACK_MIN_ROWS` rows
+    (``always``: at any number)."""
+    if always or x.numel() >= PACK_MIN_ROWS * x.shape[-1]:  # (the op takes 2-d inputs)
         return torch.ops.latentum.packed_linear(x.reshape(-1, x.shape[-1]), weight, bias).view(*x.shape[:-1], -1)
     return F.linear(x, weight, bias)
 
@@ -573,13 +570,18 @@ def _forget(keys) -> None:
         _PACKED.pop(key, None)
 
 
-def _compiled(fn):
+def _compiled(fn, dynamic_rows: bool = False):
     """``torch.compile(fn)`` with Inductor's weight freezing (the buffers are constants), allowed
-    :data:`RECOMPILE_LIMIT` graphs."""
-    compiled = torch.compile(fn, dynamic=False, options={"freezing": True})  # one graph per batch bucket
+    :data:`RECOMPILE_LIMIT` graphs: one per batch bucket, or with ``dynamic_rows`` one for any number of rows
+    (the first dimension of every tensor argument; one row gets a graph of its own)."""
+    compiled = torch.compile(fn, dynamic=None if dynamic_rows else False, options={"freezing": True})
 
     @functools.wraps(fn)
     def run(*args):
+        if dynamic_rows:
+            for a in args:
+                if isinstance(a, torch.Tensor) and a.shape[0] > 1:
+                    torch._dynamo.mark_dynamic(a, 0)
         with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
             return compiled(*args)
 
