@@ -88,10 +88,10 @@ class LatentUMVSPEnv(gym.Env):
     :param max_episode_steps: truncation horizon.
     :param readout: also put the model's board read-out in ``info`` every step (slower: ~90 decoded tokens).
     :param device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
-    :param compile: compile the greedy step's three fused pieces with ``torch.compile``
+    :param compile: compile the greedy step's fused pieces with ``torch.compile``
         (:mod:`latentum_world.world.fused_step`; sampled steps: :mod:`latentum_world.model.compiled`): about
-        1.5-2x the steps per second at 64 envs on a 2-core CPU, after a warm-up in the first steps (about
-        40 s with an empty Inductor cache, 10 s with a warm one); needs a C++ compiler.
+        1.3-1.5x the steps per second at 64 envs on a 2-core CPU, after a warm-up in the first steps (about
+        85 s with an empty Inductor cache, 25 s with a warm one); needs a C++ compiler.
     :param flags_from: where reward and termination come from: ``"both"`` (default: the understanding
         branch's yes/no answers about the imagined state, each "Yes" confirmed by its whole-board read-out
         of that state, decoded only then), ``"questions"`` (the answers alone: fastest, about 15-30 % more

@@ -54,6 +54,11 @@ def test_a_remembered_key_follows_the_latest_outcome():
     memo.learn(s, up, nxt)
     memo.learn(s, up, s)  # the same key, unchanged this time
     assert torch.equal(memo.guess(s, up), s)
+    memo.learn(s, up, nxt)
+    guess = memo.guess(s, up)
+    assert torch.equal(guess, nxt)
+    memo.learn(s, up, s, guess)  # told the guess: only its changes are looked up, with the same result
+    assert torch.equal(memo.guess(s, up), s)
 
 
 def test_batches_guess_row_by_row_and_the_memo_starts_afresh_when_full():

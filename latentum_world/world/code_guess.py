@@ -88,25 +88,30 @@ class TransitionMemo:
         remembered = (digits % self.codebook_size).to(device=codes.device, dtype=codes.dtype)  # (B, P, K)
         return torch.where(hit.to(codes.device)[..., None], remembered, codes)
 
-    def learn(self, codes: torch.Tensor, actions: torch.Tensor, next_codes: torch.Tensor) -> None:
+    def learn(self, codes: torch.Tensor, actions: torch.Tensor, next_codes: torch.Tensor,
+              guess: torch.Tensor | None = None) -> None:
         """Remember the step from ``codes`` to ``next_codes`` (both ``(B, P, K)``) under ``actions`` ``(B,)``: every
-        position that changed, and every remembered key whose position did not change this time."""
+        position that changed, and every remembered key whose position did not change this time (``guess``: this
+        step's :meth:`guess`, whose changes are the only remembered keys such a position can have; without it
+        every position is looked up)."""
         ids, nxt = self._ids(codes), self._ids(next_codes)
         enter_keys, leave_keys, source = self._keys(ids, actions)
         changed = ids != nxt  # (B, P)
         entered = changed & (source >= 0) & changed.gather(1, source.clamp(min=0))  # its source changed too
+        stale = ~changed if guess is None else (self._ids(guess) != ids) & ~changed  # remembered, but unchanged now
         if len(self) + changed.sum() > self.capacity:
             self.enter.clear()
             self.leave.clear()
         enter, leave = self.enter, self.leave
-        for e, k, value, change, into in zip(enter_keys.flatten().tolist(), leave_keys.flatten().tolist(),
-                                             nxt.flatten().tolist(), changed.flatten().tolist(), entered.flatten().tolist()):
-            if into:
-                enter[e] = value
-            elif change:
-                leave[k] = value
-            else:  # unchanged: correct what a key remembered
+        todo = torch.nonzero(changed | stale, as_tuple=True)
+        for e, k, value, into, old in zip(enter_keys[todo].tolist(), leave_keys[todo].tolist(), nxt[todo].tolist(),
+                                          entered[todo].tolist(), stale[todo].tolist()):
+            if old:  # unchanged: correct what a key remembered
                 if e in enter:
                     enter[e] = value
                 if k in leave:
                     leave[k] = value
+            elif into:
+                enter[e] = value
+            else:
+                leave[k] = value

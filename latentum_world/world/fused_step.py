@@ -1,28 +1,34 @@
-"""The world model's greedy step as three fused pieces over static key/value buffers.
+"""The world model's greedy step as fused pieces: Jacobi rounds over the latent positions, and the re-ingest.
 
 :class:`~latentum_world.world.model.LatentWorldModel` runs every greedy ``step`` (the env default) through
 :class:`FusedStep` instead of the general forwards (which handle padding, ragged caches and any sampling, and
 which sampled steps still use); ``compile=True`` compiles the pieces with Inductor. The computation is the
-same, in the same order (``tests/test_fused_step.py`` compares them):
+same (``tests/test_fused_step.py`` compares them):
 
-1. ``act``: the action token through the understanding branch after the cached ``<img> s_t </img>``;
-2. ``position`` (once per latent position): the generation branch on one token, the depth head's ``K``
-   greedy sub-steps, and the next slot's input ``image_norm(visual_projector(z_q)) + image_pos_embed``;
-3. ``understand``: after the roll-back, ``<img> visual_projector(z_q) </img>`` re-ingested by the
+1. ``round`` (:meth:`FusedStep._jacobi`): the action token through the understanding branch after the cached
+   ``<img> s_t </img>``, and all ``P`` latent positions at once through the generation branch, each fed a
+   guess of the codes before it (slot inputs ``image_norm(visual_projector(z_q)) + image_pos_embed``), then
+   the depth head's ``K`` greedy sub-steps for every position. Rows whose greedy codes equal their guess are
+   done: the same codes as decoding position by position; the others run again from their prediction (Jacobi
+   iteration), fewer rows each round. Guesses come from the model's own earlier steps
+   (:class:`~latentum_world.world.code_guess.TransitionMemo`): a step changes one or two of the 16 positions.
+2. ``understand``: after the roll-back, ``<img> visual_projector(z_q) </img>`` re-ingested by the
    understanding branch together with the questions' shared start ("Is the player"), then both
    questions' endings as two blocks of queries in the same row (each block sees the shared prefix and
    itself: the two-row question batch of :class:`~latentum_world.world.model.FlagQuestions` without
    copying the cache), and P(Yes) from the text head.
 
-Besides, :meth:`FusedStep.ingest` / :meth:`FusedStep.encode` serve resets and :meth:`FusedStep.extend` the
-read-outs' first forward.
+Position by position (``imagine`` without a guess; ``LatentWorldModel.jacobi = False``), ``act`` runs the action
+token and ``position`` one latent position over a preallocated key/value buffer, 16 times. Besides,
+:meth:`FusedStep.ingest` / :meth:`FusedStep.encode` serve resets and :meth:`FusedStep.extend` the read-outs'
+first forward.
 
-What makes it fast on a CPU: the cache is one preallocated buffer written at a position index instead of
-concatenated; each branch's projections are packed into one weight (q/k/v; gate/up); the matmuls go through
-oneDNN with pre-packed weights (:func:`packed_linear`: up to 2.3x MKL's sgemm on this project's AMD CPUs); and
-every shape is fixed per batch bucket, so each piece compiles to one static graph (Inductor fuses the RMSNorms,
-rotary embedding, attention and SwiGLU into a few C++ loops around the matmuls). The weights are a snapshot
-taken at construction (the world model is inference only): a model trained further needs a new
+What makes it fast on a CPU: a round multiplies ``B * P`` rows per matmul instead of ``B`` (at 64 rows, 1,024:
+about 2x the matmul rate, ``docs/findings.md``); each branch's projections are packed into one weight (q/k/v;
+gate/up); the matmuls go through oneDNN with pre-packed weights (:func:`packed_linear`: up to 2.3x MKL's sgemm
+on this project's AMD CPUs); and each compiled piece is one graph for any number of rows (Inductor fuses the
+RMSNorms, rotary embedding, attention and SwiGLU into a few C++ loops around the matmuls). The weights are a
+snapshot taken at construction (the world model is inference only): a model trained further needs a new
 ``LatentWorldModel``.
 """
 
@@ -242,9 +248,8 @@ class FusedStep(nn.Module):
         if guess is not None and guess.shape != (b, self.positions, self.num_codebooks):
             raise ValueError(f"guess must be ({b}, {self.positions}, {self.num_codebooks}) codes, got {tuple(guess.shape)}")
         if guess is not None:
-            codes = self._jacobi(torch.stack(cache.keys, 1), torch.stack(cache.values, 1), self.action_embeds[actions], guess,
-                                 trusted)
-            return codes, self._project(codes)
+            return self._jacobi(torch.stack(cache.keys, 1), torch.stack(cache.values, 1), self.action_embeds[actions], guess,
+                                trusted)
         n = self._rows(b)  # (compiled: padded to a bucket; the extra rows hold finite leftovers, then are dropped)
         keys, values = self._generation_buffers(n, cache.keys[0])  # (n, L, h, S, hd) each
         keys[:b, :, :, : self.context] = torch.stack(cache.keys, 1)
@@ -264,9 +269,10 @@ class FusedStep(nn.Module):
         return torch.stack(codes, 1)[:b], torch.stack(latents, 1)[:b]
 
     def _jacobi(self, keys: torch.Tensor, values: torch.Tensor, action: torch.Tensor, guess: torch.Tensor,
-                trusted: torch.Tensor | None = None) -> torch.Tensor:
-        """Greedy codes ``(B, P, K)`` after the states' context ``keys``/``values`` ``(B, L, h, C, hd)`` and the
-        actions' embeddings ``action`` ``(B, d)``, by Jacobi iteration from ``guess`` ``(B, P, K)``.
+                trusted: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Greedy codes ``(B, P, K)`` and their ``visual_projector(z_q)`` ``(B, P, d)`` after the states' context
+        ``keys``/``values`` ``(B, L, h, C, hd)`` and the actions' embeddings ``action`` ``(B, d)``, by Jacobi
+        iteration from ``guess`` ``(B, P, K)``.
 
         A round (:meth:`_round_graph`) feeds every position the guessed codes of the positions before it and
         returns the greedy codes after them, all ``P`` positions in one forward (matmuls of ``B * P`` rows
@@ -285,19 +291,22 @@ class FusedStep(nn.Module):
             self._round(*(t.index_select(0, pick) for t in (keys, values, action, guess)))
             self._warm = True
         codes, first_guess = guess.clone(), guess
+        latents = action.new_empty(b, self.positions, self.d)
         rows = torch.arange(b, device=guess.device)
         self.jacobi_rows += b
         for _ in range(self.positions + 1):
             self.round_rows += len(rows)
             if len(rows) == b:  # (every row: no copy)
-                pred = self._round(keys, values, action, guess)
+                pred, projected = self._round(keys, values, action, guess)
             else:
-                pred = self._round(keys.index_select(0, rows), values.index_select(0, rows), action.index_select(0, rows), guess)
+                pred, projected = self._round(keys.index_select(0, rows), values.index_select(0, rows),
+                                              action.index_select(0, rows), guess)
             fixed = (pred == guess).flatten(1).all(1)  # (m,)
             codes[rows[fixed]] = pred[fixed]
+            latents[rows[fixed]] = projected[fixed]  # (a fixed point's guess: its codes)
             rows, pred, guess = rows[~fixed], pred[~fixed], guess[~fixed]
             if len(rows) == 0:
-                return codes
+                return codes, latents
             if trusted is not None:  # past a row's first wrong position its prediction saw a wrong prefix: keep
                 first = (pred != guess).any(-1).long().argmax(1)  # (m,) the trusted first guesses there
                 keep = (torch.arange(self.positions, device=rows.device) > first[:, None]) & trusted[rows]  # (m, P)
@@ -306,9 +315,9 @@ class FusedStep(nn.Module):
         raise AssertionError("Jacobi rounds did not converge")  # (impossible: see the docstring)
 
     def _rows(self, b: int) -> int:
-        """The rows a batch of ``b`` runs as: compiled, the next power of two (graphs specialised to a few fixed
-        batch sizes ran about 1.5x faster than one graph with a symbolic batch size, and a vector env's stepped
-        rows change after every next-step reset); eager, ``b``."""
+        """The rows a batch of ``b`` runs as position by position: compiled, the next power of two (those small
+        graphs, specialised to a few fixed batch sizes, ran about 1.5x faster than with a symbolic batch size;
+        the Jacobi rounds' larger ones do not, and take any number of rows); eager, ``b``."""
         return 1 << (b - 1).bit_length() if self.compiled else b
 
     def _generation_buffers(self, b: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -451,10 +460,12 @@ class FusedStep(nn.Module):
         """One Jacobi round: the action token (understanding branch) and every latent position at once
         (generation branch), after the states' context ``keys``/``values`` ``(B, L, h, C, hd)``; position ``j`` is
         fed the codes ``guess`` ``(B, P, K)`` of the positions before it (slot inputs as :meth:`_position_graph`
-        makes them). ``action``: ``(B, d)`` embeddings. Returns the greedy codes ``(B, P, K)`` after each prefix."""
+        makes them). ``action``: ``(B, d)`` embeddings. Returns the greedy codes ``(B, P, K)`` after each prefix,
+        and the guess's ``visual_projector(z_q)`` ``(B, P, d)``."""
         b, p = guess.shape[:2]
         c = keys.shape[3]
-        slots = _rms(self._project(guess[:, :-1]), self.image_norm, self.eps) + self.image_pos[: p - 1]  # (B, P - 1, d)
+        projected = self._project(guess)  # (B, P, d)
+        slots = _rms(projected[:, :-1], self.image_norm, self.eps) + self.image_pos[: p - 1]  # (B, P - 1, d)
         x = torch.cat([self.img_start.expand(b, 1, -1), slots], 1)  # (B, P, d)
         a = action[:, None]  # (B, 1, d)
         cos, sin = self.cos[c + 1 : c + 1 + p], self.sin[c + 1 : c + 1 + p]
@@ -464,7 +475,7 @@ class FusedStep(nn.Module):
             x, _, _ = self._layer_block(x, vision, cos, sin, torch.cat([keys[:, i], k], 2), torch.cat([values[:, i], v], 2),
                                         self.round_mask)
         codes = self._depth_codes(_rms(x, self.final_norm, self.eps).reshape(b * p, self.d))  # (B * P, K)
-        return codes.view(b, p, -1)
+        return codes.view(b, p, -1), projected
 
     def _prefix(self, embeds, after: int):
         """``<img> slots </img>`` and the first ``after - 1`` tokens of the questions' shared start: ``(B, T, d)``."""

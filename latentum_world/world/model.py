@@ -258,7 +258,7 @@ class LatentWorldModel:
                 remembered = (guess != current).any(-1)  # (b, P): the memo's changes, kept while rounds fix the rest
                 codes, embeds = self.fused.imagine(cache, actions, guess, remembered)
                 if self.memo is not None:
-                    self.memo.learn(current, actions, codes)
+                    self.memo.learn(current, actions, codes, guess)
             else:
                 codes, embeds = self.fused.imagine(cache, actions)
             fresh, *flags = self.fused.understand(embeds)
