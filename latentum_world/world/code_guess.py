@@ -25,7 +25,7 @@ class TransitionMemo:
     source position)``; any other changed position (the player leaves it, or moves or turns within it), keyed
     by ``(position, action, its codes, whether the move would leave the grid)``. Entering is looked up first.
     On steps of random policies from fresh boards, whole rows were guessed right about 55 % of the time over
-    the first 50 steps of 64 rows and about 85 % after 250 (``benchmarks/bench_world_model.py`` records the
+    the first 50 steps of 64 rows and about 87 % after 250 (``benchmarks/bench_world_model.py`` records the
     rounds this saves).
 
     :param positions: ``P`` latent positions, a row-major square grid; :param codebook_size: ``V``;

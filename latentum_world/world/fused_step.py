@@ -307,8 +307,8 @@ class FusedStep(nn.Module):
             rows, pred, guess = rows[~fixed], pred[~fixed], guess[~fixed]
             if len(rows) == 0:
                 return codes, latents
-            if trusted is not None:  # past a row's first wrong position its prediction saw a wrong prefix: keep
-                first = (pred != guess).any(-1).long().argmax(1)  # (m,) the trusted first guesses there
+            if trusted is not None:  # past a row's first wrong position, where its prediction saw a wrong prefix,
+                first = (pred != guess).any(-1).long().argmax(1)  # (m,)  ... the trusted first guesses are kept
                 keep = (torch.arange(self.positions, device=rows.device) > first[:, None]) & trusted[rows]  # (m, P)
                 pred = torch.where(keep[..., None], first_guess[rows], pred)
             guess = pred
