@@ -245,9 +245,9 @@ class FusedStep(nn.Module):
         if cache.length != self.context:
             raise ValueError(f"FusedStep expects a state context of {self.context} positions, got {cache.length}")
         b = actions.shape[0]
-        if guess is not None and guess.shape != (b, self.positions, self.num_codebooks):
-            raise ValueError(f"guess must be ({b}, {self.positions}, {self.num_codebooks}) codes, got {tuple(guess.shape)}")
         if guess is not None:
+            if guess.shape != (b, self.positions, self.num_codebooks):
+                raise ValueError(f"guess must be ({b}, {self.positions}, {self.num_codebooks}) codes, got {tuple(guess.shape)}")
             return self._jacobi(torch.stack(cache.keys, 1), torch.stack(cache.values, 1), self.action_embeds[actions], guess,
                                 trusted)
         n = self._rows(b)  # (compiled: padded to a bucket; the extra rows hold finite leftovers, then are dropped)
@@ -290,7 +290,7 @@ class FusedStep(nn.Module):
             pick = torch.zeros(1, dtype=torch.long, device=guess.device)
             self._round(*(t.index_select(0, pick) for t in (keys, values, action, guess)))
             self._warm = True
-        codes, first_guess = guess.clone(), guess
+        codes, first_guess = torch.empty_like(guess), guess  # (every row is written once it is fixed)
         latents = action.new_empty(b, self.positions, self.d)
         rows = torch.arange(b, device=guess.device)
         self.jacobi_rows += b

@@ -152,8 +152,9 @@ class LatentWorldModel:
         # the fused step finds the next codes by Jacobi rounds, started from guesses out of the model's own earlier
         # steps (speed only: the same greedy codes as position by position, which ``jacobi = False`` runs)
         self.jacobi = True
-        square = math.isqrt(c.latent_positions) ** 2 == c.latent_positions  # (the memo's grid; else: the current codes)
-        self.memo = TransitionMemo(c.latent_positions, c.codebook_size) if fused and square else None
+        grid = math.isqrt(c.latent_positions)
+        self.grid = grid if grid * grid == c.latent_positions else None  # latent positions as a square image grid
+        self.memo = TransitionMemo(c.latent_positions, c.codebook_size) if fused and self.grid else None  # (else: the current codes)
         self._text, self._image = ingest_functions(self.compiled)
         self.table_prompt = torch.tensor(tokenizer.encode_text(table_question(VSPMap(3, (0, 0), (1, 1)))[0]), device=self.device)
         # the read-out's player pieces (" @ |", " % |", " ! |": one token each) -> their symbol
@@ -163,7 +164,7 @@ class LatentWorldModel:
         self.codes: torch.Tensor | None = None  # (B, P, K)
         self._boards: list = []  # per row: the current state's read-out once decoded (False: not decoded yet)
         self._draft_boards: list = []  # per row: the board that drafts its read-outs, or None (see reset)
-        self._table_drafts = TableDrafts(tokenizer)  # the read-outs' drafts (see _draft_tokens)
+        self._table_drafts = TableDrafts(tokenizer)  # the read-outs' drafts, cut before the piece looked for
 
     # ------------------------------------------------------------------ states
     @torch.no_grad()
@@ -321,18 +322,16 @@ class LatentWorldModel:
                 self._boards[i] = b
         return list(self._boards)
 
-    @torch.no_grad()
     def _moved_regions(self, boards: Sequence[VSPMap | None], changed: torch.Tensor) -> list[frozenset | None]:
         """Per row, the cells of its board (``None``: no board) whose image regions overlap the latent positions
         that ``changed`` ``(n, P)`` in this step: where the player now stands, if it moved or turned (else ``None``)."""
         c = self.model.config
-        grid = math.isqrt(c.latent_positions)
-        if grid * grid != c.latent_positions:
-            return [None] * len(boards)
-        return [None if board is None or not moved.any() else
-                cells_in_positions(board.size, tuple(torch.nonzero(moved).flatten().tolist()), c.image_size, c.cell_pixels, grid)
+        return [None if board is None or self.grid is None or not moved.any() else
+                cells_in_positions(board.size, tuple(torch.nonzero(moved).flatten().tolist()), c.image_size, c.cell_pixels,
+                                   self.grid)
                 for board, moved in zip(boards, changed)]
 
+    @torch.no_grad()
     def _player_pieces(self, embeds: torch.Tensor, draft_boards: Sequence[VSPMap | None] | None = None,
                        cache: KVCache | None = None, expected: Sequence[str] | None = None,
                        regions: Sequence[frozenset | None] | None = None) -> list[str | None]:
@@ -363,17 +362,11 @@ class LatentWorldModel:
             return []
         cache = self._context(embeds) if cache is None else cache.clone()
         expected, regions = expected or [""] * n, regions or [None] * n
-        drafts = [None if m is None else self._draft_tokens(m, e, r)
+        drafts = [None if m is None else self._table_drafts(m, e, r)  # the board without the player, cut
                   for m, e, r in zip(draft_boards or [None] * n, expected, regions)]
         return draft_greedy_decode(self.model, cache, None, drafts, stop, max_new_tokens,  # the table question
                                    step_fn=lambda c, ids: self._text(self.model, c, ids), prompt=self.table_prompt,  # and drafts
                                    forward_fn=None if self.fused is None else self.fused.extend)
-
-    def _draft_tokens(self, board: VSPMap, expected: str = "", region: frozenset | None = None) -> list[int]:
-        """Token ids of ``board``'s VSP table without the player (the read-out's draft); with ``expected`` pieces
-        (``"%"``: the player on the goal, ``"!"``: in a hole), only up to the last cell where one could stand,
-        in ``region`` where one of them could (:class:`~latentum_world.world.table_drafts.TableDrafts`)."""
-        return self._table_drafts(board, expected, region)
 
     @torch.no_grad()
     def _decode_boards(self, embeds: torch.Tensor, max_new_tokens: int,

@@ -55,12 +55,8 @@ class TableDrafts:
         """The table's ids without the player, up to (not including) cell ``stop`` (the table lists cells row by
         row)."""
         pieces = self._pieces_of(board.size)
-        if pieces is None:  # tokenize, and cut where placing the player changes the tokens
-            full = self.tok.encode_text(to_table(board, player=False))
-            if stop is None:
-                return full
-            placed = self.tok.encode_text(to_table(dataclasses.replace(board, player=stop), player=True))
-            return full[: next(i for i, (a, b) in enumerate(zip(full, placed)) if a != b)]
+        if pieces is None:
+            return self._tokenized(board, stop)
         header, labels, newline, symbols = pieces
         ids = list(header)
         for r in range(board.size):
@@ -79,12 +75,18 @@ class TableDrafts:
                       {s: ids(f" {s} |") for s in "_#*@%!"})
             self._pieces[size] = pieces  # checked against the tokenizer on a probe board, whole and cut
             probe = VSPMap(size, (0, 0), (size - 1, size - 1), frozenset({(size - 1, 0)}))
-            full = self.tok.encode_text(to_table(probe, player=False))
-            placed = self.tok.encode_text(to_table(dataclasses.replace(probe, player=probe.goal), player=True))
-            cut = next((i for i, (a, b) in enumerate(zip(full, placed)) if a != b), None)
-            if self._draft(probe, None) != full or cut is None or self._draft(probe, probe.goal) != full[:cut]:
+            if any(self._draft(probe, stop) != self._tokenized(probe, stop) for stop in (None, probe.goal)):
                 self._pieces[size] = None
         return self._pieces[size]
+
+    def _tokenized(self, board: VSPMap, stop: tuple[int, int] | None) -> list[int]:
+        """:meth:`_draft` by the tokenizer: the whole player-less table, cut where placing the player at ``stop``
+        first changes its tokens."""
+        full = self.tok.encode_text(to_table(board, player=False))
+        if stop is None:
+            return full
+        placed = self.tok.encode_text(to_table(dataclasses.replace(board, player=stop), player=True))
+        return full[: next((i for i, (a, b) in enumerate(zip(full, placed)) if a != b), len(full))]
 
 
 def cells_in_positions(size: int, positions: tuple[int, ...], image_size: int, cell_pixels: int, grid: int) -> frozenset:
