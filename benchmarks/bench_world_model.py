@@ -150,7 +150,7 @@ def transitions_per_second(wm: LatentWorldModel, batch: int, seconds: float, min
 
 
 def env_steps_per_second(path: str, num_envs: int, seconds: float, compile: bool, flags_from: str,
-                         warmup_steps: int = 3) -> dict:
+                         warmup_steps: int = 3, empty_memo: bool = False) -> dict:
     """The same through ``gym.make_vec("LatentUM-VSP-v0", num_envs=N)``, as a policy sees it: random actions,
     next-step autoreset of ended slots (a real start map rendered and encoded), observations as numpy."""
     import gymnasium as gym
@@ -159,6 +159,9 @@ def env_steps_per_second(path: str, num_envs: int, seconds: float, compile: bool
 
     env = gym.make_vec("LatentUM-VSP-v0", num_envs=num_envs, vectorization_mode="vector_entry_point", model=path,
                        compile=compile, flags_from=flags_from)
+    if empty_memo and env.unwrapped.world.memo is not None:
+        env.unwrapped.world.memo.enter.clear()
+        env.unwrapped.world.memo.leave.clear()
     rng = np.random.default_rng(num_envs)
     env.reset(seed=num_envs)
     t0 = time.perf_counter()
@@ -267,6 +270,8 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="measure the torch.compile'd imagination loop")
     parser.add_argument("--env-num-envs", default="", help="also measure env steps/s through the vector env at these "
                         "comma-separated num_envs (e.g. 1,64; needs a trained --model)")
+    parser.add_argument("--empty-memo", action="store_true", help="start the Jacobi guesses from an empty transition memo "
+                        "instead of the one saved with the model (as a model without one starts)")
     parser.add_argument("--note", default="", help="free text stored in the JSON (e.g. what else was running)")
     parser.add_argument("--out", default="benchmarks/results/world_model.json")
     args = parser.parse_args()
@@ -278,11 +283,12 @@ def main() -> None:
     load_before = os.getloadavg()
 
     model, tok, source = load(None if args.fresh else args.model)
-    wm = LatentWorldModel(model, tok, compile=args.compile, flags_from=args.flags_from)
+    wm = LatentWorldModel(model, tok, compile=args.compile, flags_from=args.flags_from, memo=not args.empty_memo)
+    memo_keys = None if wm.memo is None else len(wm.memo)
     c = model.config
     params = sum(p.numel() for p in model.parameters())
     print(f"model: {source['kind']} ({source.get('path') or source['why']}), {params / 1e6:.2f} M parameters, "
-          f"{torch.get_num_threads()} threads")
+          f"{torch.get_num_threads()} threads; transition memo: {memo_keys} keys at the start")
 
     flops = flops_per_transition(LatentWorldModel(model, tok, flags_from="questions"))  # counted eagerly: the same ops
     # either way; the "both" check's read-out (only for rows that say Yes) is not counted
@@ -314,7 +320,7 @@ def main() -> None:
         if source["kind"] != "trained":
             parser.error("--env-num-envs needs a trained world model at --model")
         r = env_steps_per_second(args.model, n, args.seconds, args.compile, args.flags_from,
-                                 warmup_steps=20 if args.compile else 3)
+                                 warmup_steps=20 if args.compile else 3, empty_memo=args.empty_memo)
         env_rows.append(r)
         print(f"env num_envs {n:3d}: {r['env_steps_per_second']:8.1f} steps/s ({r['episodes_ended']} episodes ended "
               f"and autoreset); warm-up {r['warmup_seconds']:.1f} s")
@@ -329,6 +335,7 @@ def main() -> None:
         "flags_from": args.flags_from,
         "restarts": "rows the model ends restart from fresh real first frames (timed); start boards draft the read-outs",
         "compiled": args.compile,
+        "transition_memo_keys_at_start": memo_keys,
         "device": str(wm.device),
         "threads": torch.get_num_threads(),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),

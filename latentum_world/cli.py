@@ -5,19 +5,20 @@ from __future__ import annotations
 import argparse
 import sys
 
-from latentum_world import __version__, average_cli, demo, eval_cli, train_cli, vsp_cli
+from latentum_world import __version__, average_cli, demo, eval_cli, memo_cli, train_cli, vsp_cli
 from envs.vsp.formats import VSPFormatError
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="latentum-world", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{demo,train,eval,vsp,average}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{demo,train,eval,vsp,average,memo}")
     demo.add_parser(sub)
     train_cli.add_parser(sub)
     eval_cli.add_parser(sub)
     vsp_cli.add_parser(sub)
     average_cli.add_parser(sub)
+    memo_cli.add_parser(sub)
     return parser
 
 

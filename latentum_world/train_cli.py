@@ -43,11 +43,14 @@ PIPELINE = ("vlm", "mbaq", "gen", "lang", "world", "decoder")  # the reference's
 def train_all(overrides: list[str] | None = None, out_root: str | Path = "runs", bundle: str | Path | None = None) -> Path:
     """Every stage in order, each starting from the previous one's final model; rerunning resumes.
 
-    The world model goes to ``out_root/world/final`` with its pixel decoder copied into ``decoder/``; with
+    The world model goes to ``out_root/world/final`` with its pixel decoder copied into ``decoder/`` and its
+    transition memo (``latentum-world memo``: warm Jacobi guesses, a few minutes) written beside it; with
     ``bundle`` the result is also copied there (the packaged default checkpoint is made this way).
     """
     import shutil
     import time
+
+    from latentum_world.world.memo_build import build_memo, memo_is_current
 
     out_root = Path(out_root)
     previous, times = None, {}
@@ -61,6 +64,11 @@ def train_all(overrides: list[str] | None = None, out_root: str | Path = "runs",
     world = out_root / "world" / "final"
     shutil.rmtree(world / "decoder", ignore_errors=True)
     shutil.copytree(out_root / "decoder" / "final", world / "decoder")
+    t0 = time.perf_counter()
+    if not memo_is_current(world):  # the imagination's warm Jacobi guesses (speed only), kept when rerun
+        summary = build_memo(world)
+        print(f"transition memo: {summary['keys']} keys ({summary['steps']} steps x {summary['num_envs']} envs)")
+    times["memo"] = time.perf_counter() - t0
     print("stage wall times: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in times.items()) + f"; total {sum(times.values()) / 60:.1f} min")
     if bundle is not None:
         bundle = Path(bundle)

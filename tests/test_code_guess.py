@@ -1,10 +1,17 @@
 """The transition memo that guesses imagined codes for the fused step's Jacobi rounds
 (``latentum_world/world/code_guess.py``)."""
 
+import numpy as np
 import pytest
 import torch
+from safetensors.torch import save_file
 
-from latentum_world.world.code_guess import TransitionMemo
+from envs.vsp.maps import LEVELS, generate_map
+from envs.vsp.observation import model_renderer
+from latentum_world.cli import main
+from latentum_world.world.code_guess import MEMO_FILE, TransitionMemo, weights_fingerprint
+from latentum_world.world.loading import load_world_model
+from latentum_world.world.model import LatentWorldModel
 
 V = 64
 
@@ -77,3 +84,79 @@ def test_batches_guess_row_by_row_and_the_memo_starts_afresh_when_full():
 def test_latent_positions_must_form_a_square_grid():
     with pytest.raises(ValueError, match="square grid"):
         TransitionMemo(12, V)
+
+
+def learned_memo() -> TransitionMemo:
+    memo = TransitionMemo(16, V)
+    s = torch.cat([state(10), state(11)])
+    nxt = s.clone()
+    nxt[0, 5], nxt[0, 6] = state(12)[0, 5], state(12)[0, 6]  # an entered and a left position
+    nxt[1, 9] = state(13)[0, 9]
+    memo.learn(s, torch.tensor([2, 0]), nxt)
+    return memo
+
+
+def test_a_saved_memo_loads_for_the_same_weights_only(tmp_path):
+    memo, path = learned_memo(), tmp_path / MEMO_FILE
+    memo.save(path, "abc", made_by="test")
+    again = TransitionMemo(16, V)
+    assert again.load(path, "abc") and again.enter == memo.enter and again.leave == memo.leave
+    other = TransitionMemo(16, V)
+    with pytest.warns(UserWarning, match="other weights"):
+        assert not other.load(path, "another model")
+    assert len(other) == 0
+    with pytest.warns(UserWarning, match="other weights"):  # made for another grid
+        assert not TransitionMemo(25, V).load(path, "abc")
+
+
+def test_a_file_that_is_not_a_memo_is_a_clear_error(tmp_path):
+    bad = tmp_path / "corrupt.safetensors"
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    with pytest.raises(ValueError, match="not a readable transition memo"):
+        TransitionMemo(16, V).load(bad, "abc")
+    weights = tmp_path / "weights.safetensors"
+    save_file({"w": torch.zeros(3)}, str(weights))
+    with pytest.raises(ValueError, match="not a transition memo"):
+        TransitionMemo(16, V).load(weights, "abc")
+
+
+def test_the_fingerprint_follows_every_weight():
+    layer = torch.nn.Linear(3, 2)
+    before = weights_fingerprint(layer)
+    assert weights_fingerprint(layer) == before
+    with torch.no_grad():
+        layer.bias[1] += 1e-7
+    assert weights_fingerprint(layer) != before
+
+
+@torch.no_grad()
+def test_the_bundled_memo_speeds_up_imagination_without_changing_it():
+    """The bundled checkpoint's memo loads (it was made for these weights) and saves Jacobi rounds on fresh maps,
+    with the same codes, rewards and terminations as an empty memo."""
+    model, tok = load_world_model(None, "cpu")
+    warm, cold = LatentWorldModel(model, tok), LatentWorldModel(model, tok, memo=False)
+    assert len(warm.memo) > 1000 and len(cold.memo) == 0
+    rng = np.random.default_rng(99)
+    maps = [generate_map(rng, LEVELS[i % len(LEVELS)]) for i in range(16)]
+    frames = torch.from_numpy(np.stack([model_renderer(model.config, m.size).render(m, None) for m in maps]))
+    for wm in (warm, cold):
+        wm.reset(frames, draft_boards=maps)
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(4):
+        actions = torch.randint(4, (16,), generator=gen)
+        a, b = warm.step(actions), cold.step(actions)
+        assert torch.equal(a.codes, b.codes) and torch.equal(a.reward, b.reward) and torch.equal(a.terminated, b.terminated)
+    assert warm.fused.round_rows < cold.fused.round_rows
+    with pytest.raises(FileNotFoundError, match="no transition memo"):
+        LatentWorldModel(model, tok, memo="no/such/memo.safetensors")
+
+
+def test_memo_command_writes_a_memo_that_loads(tmp_path, capsys):
+    out = tmp_path / "memo.safetensors"
+    assert main(["memo", "--steps", "3", "--num-envs", "4", "--out", str(out), "--quiet"]) == 0
+    assert "transition memo:" in capsys.readouterr().out
+    model, tok = load_world_model(None, "cpu")
+    wm = LatentWorldModel(model, tok, memo=out)
+    assert len(wm.memo) > 0
+    assert main(["memo", "--steps", "0", "--out", str(out)]) == 2  # a clear error, the file kept
+    assert out.is_file()

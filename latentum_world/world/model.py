@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -26,7 +27,7 @@ from latentum_world.model.depth_head import Sampling
 from latentum_world.model.generation import generate_state
 from latentum_world.model.language import KVCache
 from latentum_world.model.draft import draft_greedy_decode
-from latentum_world.world.code_guess import TransitionMemo
+from latentum_world.world.code_guess import MEMO_FILE, TransitionMemo, weights_fingerprint
 from latentum_world.world.fused_step import FusedStep
 from latentum_world.world.table_drafts import TableDrafts, cells_in_positions
 
@@ -127,10 +128,14 @@ class LatentWorldModel:
         read-out of that state agrees: its player piece is ``%`` (goal) or ``!`` (hole). The read-out is
         decoded only for the rows with a "Yes", and only up to the player's piece. Full read-outs decoded
         in a step (``"readout"``) are kept for :meth:`read_board`.
+    :param memo: where the fused step's Jacobi guesses start (speed only: the codes are the same either way):
+        ``True`` (default), the memo saved in the model's directory if it has one
+        (:data:`~latentum_world.world.code_guess.MEMO_FILE`, made by ``latentum-world memo``); a path, that
+        memo file; ``False``, an empty memo. A memo made for other weights is ignored with a warning.
     """
 
     def __init__(self, model, tokenizer, sampling: Sampling | None = None, compile: bool = False,
-                 flags_from: str = DEFAULT_FLAG_SOURCE):
+                 flags_from: str = DEFAULT_FLAG_SOURCE, memo: bool | str | Path = True):
         if not model.config.generation_branch:
             raise ValueError("this checkpoint has no generation branch (train the gen and world stages)")
         if flags_from not in FLAG_SOURCES:
@@ -155,6 +160,13 @@ class LatentWorldModel:
         grid = math.isqrt(c.latent_positions)
         self.grid = grid if grid * grid == c.latent_positions else None  # latent positions as a square image grid
         self.memo = TransitionMemo(c.latent_positions, c.codebook_size) if fused and self.grid else None  # (else: the current codes)
+        if memo is not False and self.memo is not None:
+            home = getattr(model, "name_or_path", "")  # the directory it was loaded from ("" for a new model)
+            path = (Path(home) / MEMO_FILE if home else None) if memo is True else Path(memo)
+            if memo is not True and not path.is_file():
+                raise FileNotFoundError(f"no transition memo at {path} (make one with `latentum-world memo`)")
+            if path is not None and path.is_file():
+                self.memo.load(path, weights_fingerprint(model))
         self._text, self._image = ingest_functions(self.compiled)
         self.table_prompt = torch.tensor(tokenizer.encode_text(table_question(VSPMap(3, (0, 0), (1, 1)))[0]), device=self.device)
         # the read-out's player pieces (" @ |", " % |", " ! |": one token each) -> their symbol
