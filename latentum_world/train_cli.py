@@ -40,19 +40,22 @@ def train(stage: str, overrides: list[str] | None = None) -> Path:
 PIPELINE = ("vlm", "mbaq", "gen", "lang", "world", "decoder")  # the reference's order: A, B, C1 lang-only, C2 vision-only
 
 
-def train_all(overrides: list[str] | None = None, out_root: str | Path = "runs", bundle: str | Path | None = None) -> Path:
+def train_all(overrides: list[str] | None = None, out_root: str | Path = "runs", bundle: str | Path | None = None,
+              memo_steps: int | None = None) -> Path:
     """Every stage in order, each starting from the previous one's final model; rerunning resumes.
 
     The world model goes to ``out_root/world/final`` with its pixel decoder copied into ``decoder/`` and its
-    transition memo (``latentum-world memo``: warm Jacobi guesses, a few minutes) written beside it; with
+    transition memo (``latentum-world memo`` for ``memo_steps`` steps, default 2,000: warm Jacobi guesses, a few
+    minutes; 0: none) written beside it; with
     ``bundle`` the result is also copied there (the packaged default checkpoint is made this way).
     """
     import shutil
     import time
 
-    from latentum_world.world.memo_build import build_memo, memo_is_current
+    from latentum_world.world.memo_build import DEFAULT_STEPS, NoMemo, build_memo, memo_is_current
 
     out_root = Path(out_root)
+    memo_steps = DEFAULT_STEPS if memo_steps is None else memo_steps
     previous, times = None, {}
     for stage in PIPELINE:
         t0 = time.perf_counter()
@@ -65,9 +68,12 @@ def train_all(overrides: list[str] | None = None, out_root: str | Path = "runs",
     shutil.rmtree(world / "decoder", ignore_errors=True)
     shutil.copytree(out_root / "decoder" / "final", world / "decoder")
     t0 = time.perf_counter()
-    if not memo_is_current(world):  # the imagination's warm Jacobi guesses (speed only), kept when rerun
-        summary = build_memo(world)
-        print(f"transition memo: {summary['keys']} keys ({summary['steps']} steps x {summary['num_envs']} envs)")
+    if memo_steps and not memo_is_current(world):  # the imagination's warm Jacobi guesses (speed only), kept when rerun
+        try:
+            summary = build_memo(world, steps=memo_steps)
+            print(f"transition memo: {summary['keys']} keys ({summary['steps']} steps x {summary['num_envs']} envs)")
+        except NoMemo as e:
+            print(f"transition memo: none ({e})")
     times["memo"] = time.perf_counter() - t0
     print("stage wall times: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in times.items()) + f"; total {sum(times.values()) / 60:.1f} min")
     if bundle is not None:
@@ -80,10 +86,12 @@ def train_all(overrides: list[str] | None = None, out_root: str | Path = "runs",
 
 def cmd_train(args: argparse.Namespace) -> int:
     if args.stage == "all":
-        train_all(args.overrides, args.out_root or "runs", args.bundle)
+        train_all(args.overrides, args.out_root or "runs", args.bundle, args.memo_steps)
     else:
         if args.bundle:
             raise ValueError("--bundle only applies to `train all`")
+        if args.memo_steps is not None:
+            raise ValueError("--memo-steps only applies to `train all` (for one model: `latentum-world memo --model DIR`)")
         if args.out_root is not None:
             raise ValueError(f"--out-root only applies to `train all`; for one stage set out_dir=<dir> (e.g. out_dir={args.out_root}/{args.stage})")
         train(args.stage, args.overrides)
@@ -103,4 +111,6 @@ def add_parser(sub) -> None:
     p.add_argument("--out-root", help="`train all`: one folder per stage under this (default runs/)")
     p.add_argument("--bundle", help="`train all`: also copy the finished model here (the package's default: "
                    "latentum_world/checkpoints/default)")
+    p.add_argument("--memo-steps", type=int, help="`train all`: steps of the transition memo's warm-up rollouts "
+                   "(default 2000; 0: no memo), see `latentum-world memo`")
     p.set_defaults(func=cmd_train)

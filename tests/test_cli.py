@@ -79,9 +79,10 @@ def test_train_overrides_may_follow_the_flags(monkeypatch):
     from latentum_world import train_cli
 
     seen = {}
-    monkeypatch.setattr(train_cli, "train_all", lambda overrides, out_root, bundle: seen.update(o=overrides, b=bundle))
-    assert main(["train", "all", "stage.steps=1", "--bundle", "somewhere", "num_threads=1"]) == 0
-    assert seen == {"o": ["stage.steps=1", "num_threads=1"], "b": "somewhere"}
+    monkeypatch.setattr(train_cli, "train_all",
+                        lambda overrides, out_root, bundle, memo_steps: seen.update(o=overrides, b=bundle, m=memo_steps))
+    assert main(["train", "all", "stage.steps=1", "--bundle", "somewhere", "--memo-steps", "5", "num_threads=1"]) == 0
+    assert seen == {"o": ["stage.steps=1", "num_threads=1"], "b": "somewhere", "m": 5}
     with pytest.raises(SystemExit):
         main(["train", "all", "--bundle", "x", "--no-such-flag"])
 
@@ -91,6 +92,8 @@ def test_train_flags_of_train_all_are_refused_for_one_stage(capsys):
     assert "out_dir=elsewhere/vlm" in capsys.readouterr().err
     assert main(["train", "vlm", "--bundle", "x"]) == 2
     assert "--bundle only applies" in capsys.readouterr().err
+    assert main(["train", "vlm", "--memo-steps", "5"]) == 2
+    assert "latentum-world memo --model" in capsys.readouterr().err
 
 
 def test_each_stage_defaults_to_the_previous_pipeline_stage():

@@ -22,7 +22,7 @@ from latentum_world.world.model import LatentWorldModel
 def world_dir(tmp_path_factory):
     """A tiny but complete debug chain (vlm -> mbaq -> gen -> world, pixel decoder in ``decoder/``)."""
     torch.set_num_threads(1)
-    return train_all(["preset=debug", "num_threads=1"], out_root=tmp_path_factory.mktemp("chain"))
+    return train_all(["preset=debug", "num_threads=1"], out_root=tmp_path_factory.mktemp("chain"), memo_steps=3)
 
 
 def events(run_dir):

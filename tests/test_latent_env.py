@@ -20,7 +20,7 @@ from latentum_world.train_cli import train_all
 def world(tmp_path_factory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("runs")
-    return str(train_all(["preset=debug", "num_threads=1"], out_root=root))
+    return str(train_all(["preset=debug", "num_threads=1"], out_root=root, memo_steps=3))
 
 
 def make(world, **kw):

@@ -22,6 +22,10 @@ DEFAULT_NUM_ENVS = 64
 DEFAULT_SEED = 20261205  # (the benchmarks' and evaluations' maps use other seeds)
 
 
+class NoMemo(ValueError):
+    """The model's imagination takes no transition memo (sampled or interpreted steps, or no square latent grid)."""
+
+
 def memo_is_current(model: str | Path) -> bool:
     """Whether the model directory ``model`` holds a memo made for its weights (``train all`` then keeps it)."""
     from safetensors import safe_open
@@ -55,7 +59,7 @@ def build_memo(model: str | Path | None = None, steps: int = DEFAULT_STEPS, num_
     env = LatentUMVSPVectorEnv(num_envs=num_envs, model=str(path))
     world = env.world
     if world.memo is None:
-        raise ValueError(f"{path}: this model's imagination takes no memo (it needs greedy fused steps and a square "
+        raise NoMemo(f"{path}: this model's imagination takes no memo (it needs greedy fused steps and a square "
                          "grid of latent positions)")
     c = env.model.config
     world.memo = TransitionMemo(c.latent_positions, c.codebook_size)  # from empty, whatever the directory holds
