@@ -81,7 +81,8 @@ def codes_to_obs(model, codes: torch.Tensor, obs_type: str) -> np.ndarray:
 class LatentUMVSPEnv(gym.Env):
     """See the module docstring.
 
-    :param model: checkpoint directory (default: the bundled one).
+    :param model: checkpoint directory (default: the bundled one); a transition memo saved there
+        (``latentum-world memo``) starts the greedy step's Jacobi guesses warm (speed only).
     :param levels: levels real start maps are drawn from.
     :param obs_type: ``"latent"`` or ``"tokens"``.
     :param temperature: 0 = greedy codes; > 0 samples (with ``top_k`` / ``top_p``) from a generator seeded by ``reset``.
@@ -90,7 +91,7 @@ class LatentUMVSPEnv(gym.Env):
     :param device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
     :param compile: compile the greedy step's fused pieces with ``torch.compile``
         (:mod:`latentum_world.world.fused_step`; sampled steps: :mod:`latentum_world.model.compiled`): about
-        1.3-1.5x the steps per second at 64 envs on a 2-core CPU, after a warm-up in the first steps (about
+        1.2x the steps per second at 64 envs on a 2-core CPU, after a warm-up in the first steps (about
         90 s with an empty Inductor cache, 25 s with a warm one); needs a C++ compiler.
     :param flags_from: where reward and termination come from: ``"both"`` (default: the understanding
         branch's yes/no answers about the imagined state, each "Yes" confirmed by its whole-board read-out
