@@ -1,6 +1,8 @@
 """The transition memo that guesses imagined codes for the fused step's Jacobi rounds
 (``latentum_world/world/code_guess.py``)."""
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,8 @@ from envs.vsp.maps import LEVELS, generate_map
 from envs.vsp.observation import model_renderer
 from latentum_world.cli import main
 from latentum_world.world.code_guess import MEMO_FILE, TransitionMemo, weights_fingerprint
-from latentum_world.world.loading import load_world_model
+from latentum_world.world.loading import BUNDLED, load_world_model
+from latentum_world.world.memo_build import memo_is_current
 from latentum_world.world.model import LatentWorldModel
 
 V = 64
@@ -160,3 +163,12 @@ def test_memo_command_writes_a_memo_that_loads(tmp_path, capsys):
     assert len(wm.memo) > 0
     assert main(["memo", "--steps", "0", "--out", str(out)]) == 2  # a clear error, the file kept
     assert out.is_file()
+
+
+def test_train_all_keeps_a_current_memo_and_rebuilds_a_stale_one(tmp_path):
+    assert memo_is_current(BUNDLED)  # the bundled memo was made for the bundled weights
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(BUNDLED / name, tmp_path / name)
+    assert not memo_is_current(tmp_path)  # none
+    learned_memo().save(tmp_path / MEMO_FILE, "other weights")
+    assert not memo_is_current(tmp_path)

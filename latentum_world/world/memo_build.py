@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +57,9 @@ def build_memo(model: str | Path | None = None, steps: int = DEFAULT_STEPS, num_
         raise ValueError(f"steps and num_envs must be >= 1, got {steps} and {num_envs}")
     path = resolve_model_path(model)
     out = Path(out) if out is not None else path / MEMO_FILE
-    env = LatentUMVSPVectorEnv(num_envs=num_envs, model=str(path))
+    with warnings.catch_warnings():  # (a memo there made for other weights: the one being replaced)
+        warnings.simplefilter("ignore", UserWarning)
+        env = LatentUMVSPVectorEnv(num_envs=num_envs, model=str(path))
     world = env.world
     if world.memo is None:
         raise NoMemo(f"{path}: this model's imagination takes no memo (it needs greedy fused steps and a square "
