@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--show", type=int, default=4, help="real episodes pictured beside imagination (default 4)")
     parser.add_argument("--out", default=None, help="output directory (default runs/agents/<algo>_level<levels>)")
     parser.add_argument("--compile", action="store_true", help="compile the world model's step (torch.compile: about "
-                        "1.4x the imagined steps/s at 32-64 envs after a 10-50 s warm-up; needs gcc)")
+                        "1.2-1.3x the imagined steps/s at 64 envs after a 25-90 s warm-up; needs gcc)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     levels = tuple(int(x) for x in args.levels.split(",") if x)

@@ -462,7 +462,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"\nview it: tensorboard --logdir {logdir}")
     print("next, agents that act on this imagination and are scored in the real maze:\n"
           "  python -m agents.plan_eval --maps-per-level 20             # planning in imagination (about 1 min)\n"
-          "  python -m agents.train_sb3 --levels 3 --timesteps 100000   # PPO in imagination (about 6 min; --compile: 4), 98 % in real level-3 mazes")
+          "  python -m agents.train_sb3 --levels 3 --timesteps 100000   # PPO in imagination (about 3 min), 98 % in real level-3 mazes")
     return 0
 
 
