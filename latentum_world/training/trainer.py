@@ -43,6 +43,9 @@ def lr_factor(step: int, steps: int, warmup: int, min_ratio: float) -> float:
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+GLOO_DRAIN_SECONDS = 0.5  # at the end of a distributed run: time for Gloo's threads to let go of their last work
+
+
 class Trainer:
     """Runs one stage (see :mod:`latentum_world.training.stages`) to ``cfg.stage.steps``.
 
@@ -160,5 +163,14 @@ class Trainer:
             print(f"{sc.name}: final model in {final}")
         if self.distributed:
             dist.barrier()
+            # Gloo's worker thread frees the finished barrier (and, through it, the works before it, which hold
+            # Python tensors: it needs the GIL) just after this rank sees it complete. The group's destructor
+            # joins that thread while holding the GIL, so destroying the group right away deadlocked now and
+            # then (about 1 run in 15 of the 2-process test beside a busy core; py-spy: the main thread in
+            # ~ProcessGroupGloo -> thread::join, the worker in ~AsyncBarrierWork -> gil_scoped_acquire). Sleeping
+            # releases the GIL for the worker; the DDP wrapper goes first, while the group is still registered,
+            # so the group is destroyed below, by destroy_process_group, with its threads idle.
+            time.sleep(GLOO_DRAIN_SECONDS)
+            del wrapped
             dist.destroy_process_group()
         return final
