@@ -7,7 +7,9 @@ alone; its plan is then executed open-loop on the real board (non-slippery Froze
 entering a hole; it is **optimal** when it also has the length of the real shortest path. Per level and in
 total the JSON holds the success and optimal rates, the plans' failure kinds (no plan found, ended in a
 hole, stopped short of the goal), the imagined transitions spent per board and the seconds per board; every
-failed board is listed under ``failures`` (its VSP table, the actions taken, the outcome).
+failed board is listed under ``failures`` (its VSP table, the actions taken, the outcome and, open-loop, where
+imagination first parted from the real board: :mod:`agents.imagination_errors`), and the first errors' kinds
+are tallied under ``failure_first_errors``.
 
 ``--replan`` scores the planner closed-loop instead (model-predictive control): after every real step it
 plans again from the new real frame and takes only the plan's first action, for at most ``2 n^2`` real
@@ -28,11 +30,13 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections import Counter
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from agents.imagination_errors import first_divergence
 from envs.vsp.formats import to_table
 from envs.vsp.maps import ACTION_LETTERS, LEVELS, VSPMap, generate_map
 from envs.vsp.observation import model_renderer
@@ -101,14 +105,20 @@ def evaluate(planner, boards: list[VSPMap], progress: bool = True, replan: bool 
         seconds = time.perf_counter() - t0
         shortest = len(board.shortest_path())
         if outcome != "goal":
-            failures.append({"level": board.size, "board": to_table(board), "outcome": outcome, "shortest": shortest,
-                             "actions": None if actions is None else "".join(ACTION_LETTERS[a] for a in actions)})
+            failure = {"level": board.size, "board": to_table(board), "outcome": outcome, "shortest": shortest,
+                       "actions": None if actions is None else "".join(ACTION_LETTERS[a] for a in actions)}
+            if not replan:  # where imagination first parted from reality: along the plan, or the real shortest path
+                failure["first_error"] = first_divergence(planner.world, board, actions or board.shortest_path())
+                failure["first_error_along"] = "plan" if actions else "real shortest path"
+            failures.append(failure)
         rows.append({"level": board.size, "outcome": outcome, "length": length, "shortest": shortest,
                      "optimal": outcome == "goal" and length == shortest, "imagined_transitions": transitions,
                      "seconds": seconds})
+    causes = Counter((f["first_error"] or {}).get("kind", "none found") for f in failures if "first_error" in f)
     return {"total": _summary(rows), "levels": {str(lv): _summary([r for r in rows if r["level"] == lv])
                                                 for lv in sorted({r["level"] for r in rows})},
-            "failures": failures, "plans": plans if not replan else [None] * len(rows)}
+            "failures": failures, "failure_first_errors": dict(causes.most_common()),
+            "plans": plans if not replan else [None] * len(rows)}
 
 
 def write_tensorboard(logdir, world, boards: list[VSPMap], result: dict, show: int) -> dict:
@@ -186,6 +196,9 @@ def main(argv: list[str] | None = None) -> None:
     for name, s in [*result["levels"].items(), ("all", result["total"])]:
         print(f"{name:>6} {s['boards']:6d} {100 * s['success']:7.1f}% {100 * s['optimal']:7.1f}% {s['no_plan']:8d} "
               f"{s['hole']:5d} {s['short']:6d} {s['imagined_transitions_per_board']:12.1f} {s['seconds_per_board']:7.2f}")
+    if result["failure_first_errors"]:
+        print("imagination's first error on the failed boards (agents/imagination_errors.py): "
+              + ", ".join(f"{k} {n}" for k, n in result["failure_first_errors"].items()))
     plans = result.pop("plans")
     if args.tensorboard:
         written = write_tensorboard(args.tensorboard, planner.world, boards, {**result, "plans": plans}, args.show)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from agents.imagination_errors import _kind, first_divergence
 from agents.plan_eval import closed_loop, evaluate, execute, heldout_boards, main
 from agents.planner import LatentBFSPlanner
 from envs.vsp.formats import to_table
@@ -37,6 +38,9 @@ class BoardWorld:
 
     def set_codes(self, codes, rows=None, draft_boards=None):
         self.codes = codes.clone()
+
+    def read_board(self):
+        return [self.board.with_player(tuple(c[0].tolist())) for c in self.codes]
 
     def step(self, actions, rows=None):
         nxt = [self.board.with_player(tuple(c[0].tolist())).move(int(a)) for c, a in zip(self.codes, actions)]
@@ -78,7 +82,40 @@ def test_a_lying_world_fails_in_the_real_maze():
     assert execute(board, [2]) == "hole"
     result = evaluate(LatentBFSPlanner(BoardWorld(board, lie_goal=True)), [board], progress=False)
     assert result["total"]["success"] == 0 and result["total"]["short"] == 1
-    assert result["failures"] == [{"level": 4, "board": to_table(board), "outcome": "short", "shortest": 6, "actions": "L"}]
+    assert result["failures"] == [{"level": 4, "board": to_table(board), "outcome": "short", "shortest": 6, "actions": "L",
+                                   "first_error": {"step": 1, "action": "L", "kind": "false_goal", "real_player": [0, 0],
+                                                   "imagined_player": [0, 0]},
+                                   "first_error_along": "plan"}]
+    assert result["failure_first_errors"] == {"false_goal": 1}
+
+
+class JumpingWorld(BoardWorld):
+    """Moves the player two cells down per Down (one when the edge is one away), otherwise the real dynamics."""
+
+    def step(self, actions, rows=None):
+        out = super().step(actions, rows)
+        for i, a in enumerate(actions.tolist()):
+            if a == 1:
+                again = self.board.with_player(tuple(self.codes[i, 0].tolist())).move(1)
+                self.codes[i, 0] = torch.tensor(again.player)
+        return out
+
+
+def test_first_divergence_names_the_first_imagined_error():
+    board = VSPMap(5, (0, 0), (4, 4), frozenset({(2, 3)}))
+    assert first_divergence(BoardWorld(board), board, board.shortest_path()) is None  # a faithful world
+    assert first_divergence(JumpingWorld(board), board, [2, 1]) == {
+        "step": 2, "action": "D", "kind": "player_jump", "real_player": [1, 1], "imagined_player": [2, 1]}
+    corner = VSPMap(5, (0, 4), (4, 4), frozenset())
+    assert first_divergence(BoardWorld(corner), corner, [2, 0]) is None  # into the edge: both stay
+    lying = first_divergence(BoardWorld(corner, lie_goal=True), corner, [2])
+    assert lying["kind"] == "false_goal" and lying["real_player"] == [0, 4]
+    assert _kind(corner, corner.move(3), corner.with_player((1, 4)), False, False) == "blocked_move"
+    assert _kind(corner, corner.move(1), None, False, False) == "unreadable"
+    moved_goal = VSPMap(5, (1, 4), (3, 3), frozenset())
+    assert _kind(corner, corner.move(1), moved_goal, False, False) == "goal_moved"
+    assert _kind(corner, corner.move(1), VSPMap(5, (1, 4), (4, 4), frozenset({(0, 0)})), False, False) == "holes_changed"
+    assert _kind(corner, corner.move(1), corner.move(1), False, True) == "false_hole"
 
 
 def test_closed_loop_replans_from_each_real_frame():
