@@ -21,6 +21,7 @@ def add_parser(sub) -> None:
     p.add_argument("--num-envs", type=int, default=DEFAULT_NUM_ENVS, help=f"imagined mazes per step (default {DEFAULT_NUM_ENVS})")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"maps and actions (default {DEFAULT_SEED})")
     p.add_argument("--out", help="file to write (default: <model>/transition_memo.safetensors)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -28,7 +29,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from latentum_world.world.memo_build import build_memo
 
-    s = build_memo(args.model, args.steps, args.num_envs, args.seed, args.out, args.quiet)
+    s = build_memo(args.model, args.steps, args.num_envs, args.seed, args.out, args.quiet, args.device)
     print(f"transition memo: {s['keys']} keys from {s['steps']} steps x {s['num_envs']} envs in {s['seconds']:.0f} s; "
           f"Jacobi round rows per imagined row {s['round_rows_per_row_first_tenth']:.3f} in the first tenth, "
           f"{s['round_rows_per_row_last_tenth']:.3f} in the last; written to {s['path']}")

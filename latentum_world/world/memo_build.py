@@ -45,11 +45,12 @@ def memo_is_current(model: str | Path) -> bool:
 
 
 def build_memo(model: str | Path | None = None, steps: int = DEFAULT_STEPS, num_envs: int = DEFAULT_NUM_ENVS,
-               seed: int = DEFAULT_SEED, out: str | Path | None = None, quiet: bool = False) -> dict:
+               seed: int = DEFAULT_SEED, out: str | Path | None = None, quiet: bool = False, device: str = "cpu") -> dict:
     """Roll ``num_envs`` imagined mazes of the world model at ``model`` (a directory; default the bundled one) for
     ``steps`` random-action steps from an empty memo, and write the memo to ``out`` (default
     ``<model>/transition_memo.safetensors``, replaced atomically). Returns a summary: keys, Jacobi round rows
-    per imagined row over the first and the last tenth of the steps, seconds."""
+    per imagined row over the first and the last tenth of the steps, seconds. ``device``: where the model runs
+    (``"cpu"``, ``"cuda"`` or ``"auto"``)."""
     from latentum_world.world.loading import resolve_model_path
     from envs.latent_vector_env import LatentUMVSPVectorEnv
 
@@ -59,7 +60,7 @@ def build_memo(model: str | Path | None = None, steps: int = DEFAULT_STEPS, num_
     out = Path(out) if out is not None else path / MEMO_FILE
     with warnings.catch_warnings():  # (a memo there made for other weights: the one being replaced)
         warnings.simplefilter("ignore", UserWarning)
-        env = LatentUMVSPVectorEnv(num_envs=num_envs, model=str(path))
+        env = LatentUMVSPVectorEnv(num_envs=num_envs, model=str(path), device=device)
     world = env.world
     if world.memo is None:
         raise NoMemo(f"{path}: this model's imagination takes no memo (it needs greedy fused steps and a square "
