@@ -49,6 +49,7 @@ def train_all(overrides: list[str] | None = None, out_root: str | Path = "runs",
     minutes; 0: none) written beside it; with
     ``bundle`` the result is also copied there (the packaged default checkpoint is made this way).
     """
+    import os
     import shutil
     import time
 
@@ -65,6 +66,8 @@ def train_all(overrides: list[str] | None = None, out_root: str | Path = "runs",
         if stage != "decoder":
             previous = final
     world = out_root / "world" / "final"
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun: the stages ran on every rank, the rest is rank 0's
+        return world
     shutil.rmtree(world / "decoder", ignore_errors=True)
     shutil.copytree(out_root / "decoder" / "final", world / "decoder")
     t0 = time.perf_counter()

@@ -111,3 +111,17 @@ def test_each_stage_defaults_to_the_previous_pipeline_stage():
     for previous, stage in zip(PIPELINE, PIPELINE[1:]):
         init = yaml.safe_load((stages / f"{stage}.yaml").read_text())["init_from"]
         assert init == f"runs/{previous}/final", (stage, init)
+
+
+def test_train_all_leaves_the_final_assembly_to_rank_0(monkeypatch, tmp_path):
+    """Under torchrun every rank trains the stages; only rank 0 copies the decoder, writes the memo and bundles."""
+    from latentum_world import train_cli
+
+    ran = []
+    monkeypatch.setattr(train_cli, "train", lambda stage, overrides: ran.append(stage) or tmp_path / stage / "final")
+    monkeypatch.setenv("RANK", "1")
+    assert train_cli.train_all([], out_root=tmp_path, bundle=tmp_path / "bundle") == tmp_path / "world" / "final"
+    assert ran == list(train_cli.PIPELINE) and not (tmp_path / "bundle").exists()
+    monkeypatch.setenv("RANK", "0")  # rank 0 goes on to copy the (here missing) decoder
+    with pytest.raises(FileNotFoundError):
+        train_cli.train_all([], out_root=tmp_path, bundle=tmp_path / "bundle")
