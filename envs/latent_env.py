@@ -91,7 +91,7 @@ class LatentUMVSPEnv(gym.Env):
     :param device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
     :param compile: compile the greedy step's fused pieces with ``torch.compile``
         (:mod:`latentum_world.world.fused_step`; sampled steps: :mod:`latentum_world.model.compiled`): about
-        1.2x the steps per second at 64 envs on a 2-core CPU, after a warm-up in the first steps (about
+        1.3x the steps per second at 64 envs on a 2-core CPU, after a warm-up in the first steps (about
         90 s with an empty Inductor cache, 25 s with a warm one); needs a C++ compiler.
     :param flags_from: where reward and termination come from: ``"both"`` (default: the understanding
         branch's yes/no answers about the imagined state, each "Yes" confirmed by its whole-board read-out
