@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from envs.vsp.maps import ACTION_DELTAS
 
@@ -95,9 +95,9 @@ class TransitionMemo:
         scheme; a file that is not a memo raises ``ValueError``."""
         path = Path(path)
         try:
-            tables = load_file(str(path))
             with safe_open(str(path), "pt") as f:
                 metadata = f.metadata() or {}
+                tables = {name: f.get_tensor(name) for name in f.keys()}
         except (SafetensorError, OSError) as e:
             raise ValueError(f"{path} is not a readable transition memo ({e}); delete it, or rebuild it with "
                              f"`latentum-world memo --model {path.parent}`") from e
