@@ -159,10 +159,7 @@ def env_steps_per_second(path: str, num_envs: int, seconds: float, compile: bool
     import latentum_world  # noqa: F401  (registers the id)
 
     env = gym.make_vec("LatentUM-VSP-v0", num_envs=num_envs, vectorization_mode="vector_entry_point", model=path,
-                       compile=compile, flags_from=flags_from)
-    if empty_memo and env.unwrapped.world.memo is not None:
-        env.unwrapped.world.memo.enter.clear()
-        env.unwrapped.world.memo.leave.clear()
+                       compile=compile, flags_from=flags_from, memo=not empty_memo)
     rng = np.random.default_rng(num_envs)
     env.reset(seed=num_envs)
     t0 = time.perf_counter()

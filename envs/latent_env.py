@@ -81,8 +81,7 @@ def codes_to_obs(model, codes: torch.Tensor, obs_type: str) -> np.ndarray:
 class LatentUMVSPEnv(gym.Env):
     """See the module docstring.
 
-    :param model: checkpoint directory (default: the bundled one); a transition memo saved there
-        (``latentum-world memo``) starts the greedy step's Jacobi guesses warm (speed only).
+    :param model: checkpoint directory (default: the bundled one).
     :param levels: levels real start maps are drawn from.
     :param obs_type: ``"latent"`` or ``"tokens"``.
     :param temperature: 0 = greedy codes; > 0 samples (with ``top_k`` / ``top_p``) from a generator seeded by ``reset``.
@@ -99,6 +98,9 @@ class LatentUMVSPEnv(gym.Env):
         steps per second at 64 envs; with earlier models more false terminations, with the bundled one the same
         agreement on 1,500 held-out maps) or ``"readout"`` (the read-out alone, every step).
         See :class:`latentum_world.world.model.LatentWorldModel`.
+    :param memo: where the greedy step's Jacobi guesses start (speed only: the same episodes either way):
+        ``True`` (default), the transition memo saved with the checkpoint (``latentum-world memo``) if there is
+        one; a path, that memo file; ``False``, an empty memo.
     """
 
     metadata = {"render_modes": ["rgb_array", "ansi"], "render_fps": 4}
@@ -106,7 +108,7 @@ class LatentUMVSPEnv(gym.Env):
     def __init__(self, model: str | None = None, levels=LEVELS, obs_type: str = "latent", temperature: float = 0.0,
                  top_k: int | None = None, top_p: float | None = None, max_episode_steps: int | None = 32,
                  readout: bool = False, hole_prob: float = 0.2, device: str = "cpu", render_mode: str | None = None,
-                 compile: bool = False, flags_from: str = DEFAULT_FLAG_SOURCE):
+                 compile: bool = False, flags_from: str = DEFAULT_FLAG_SOURCE, memo: bool | str = True):
         levels = (levels,) if isinstance(levels, (int, np.integer)) else tuple(levels)
         if not levels or any(lv not in LEVELS for lv in levels):
             raise ValueError(f"levels must be a non-empty subset of {LEVELS}, got {levels!r}")
@@ -123,8 +125,9 @@ class LatentUMVSPEnv(gym.Env):
         self.temperature, self.top_k, self.top_p = temperature, top_k, top_p
         self.max_episode_steps, self.readout, self.render_mode = max_episode_steps, readout, render_mode
         self._generator = torch.Generator(device=next(self.model.parameters()).device)
-        self.compile, self.flags_from = compile, flags_from
-        self.world = LatentWorldModel(self.model, self.tokenizer, self._sampling(), compile=compile, flags_from=flags_from)
+        self.compile, self.flags_from, self.memo_from = compile, flags_from, memo
+        self.world = LatentWorldModel(self.model, self.tokenizer, self._sampling(), compile=compile, flags_from=flags_from,
+                                      memo=memo)
         self.real_map = None
         self.elapsed_steps = 0
         self._last: dict[str, Any] = {}
@@ -147,7 +150,7 @@ class LatentUMVSPEnv(gym.Env):
         self._generator = torch.Generator(device=device)
         self._generator.set_state(gen_state)
         self.world = LatentWorldModel(self.model, self.tokenizer, self._sampling(), compile=getattr(self, "compile", False),
-                                      flags_from=getattr(self, "flags_from", "questions"))
+                                      flags_from=getattr(self, "flags_from", "questions"), memo=getattr(self, "memo_from", True))
         if codes is not None:
             self.world._set_state(embeds, codes, None, new_episode=True, draft_boards=[self.real_map])  # re-ingests the state: the same context
 

@@ -40,7 +40,8 @@ class LatentUMVSPVectorEnv(VectorEnv):
                  temperature: float = 0.0, top_k: int | None = None, top_p: float | None = None,
                  max_episode_steps: int | None = 32, hole_prob: float = 0.2, device: str = "cpu",
                  render_mode: str | None = None, readout: bool = False, compile: bool = False,
-                 flags_from: str = DEFAULT_FLAG_SOURCE, autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP):
+                 flags_from: str = DEFAULT_FLAG_SOURCE, autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+                 memo: bool | str = True):
         try:
             autoreset_mode = AutoresetMode(autoreset_mode)
         except ValueError:
@@ -71,7 +72,8 @@ class LatentUMVSPVectorEnv(VectorEnv):
         dev = next(self.model.parameters()).device
         self._generators = [torch.Generator(device=dev) for _ in range(num_envs)]
         sampling = Sampling(greedy=True) if temperature == 0 else Sampling(temperature, top_k, top_p, generator=self._generators)
-        self.world = LatentWorldModel(self.model, self.tokenizer, sampling, compile=compile, flags_from=flags_from)
+        self.world = LatentWorldModel(self.model, self.tokenizer, sampling, compile=compile, flags_from=flags_from,
+                                      memo=memo)
         self._rngs = [seeding.np_random(None)[0] for _ in range(num_envs)]
         self.real_maps: list = [None] * num_envs
         self._elapsed = np.zeros(num_envs, dtype=np.int64)

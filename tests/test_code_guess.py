@@ -172,3 +172,14 @@ def test_train_all_keeps_a_current_memo_and_rebuilds_a_stale_one(tmp_path):
     assert not memo_is_current(tmp_path)  # none
     learned_memo().save(tmp_path / MEMO_FILE, "other weights")
     assert not memo_is_current(tmp_path)
+
+
+def test_the_envs_take_the_memo_option():
+    import gymnasium as gym
+
+    import latentum_world  # noqa: F401  (registers the ids)
+
+    assert len(gym.make("LatentUM-VSP-v0").unwrapped.world.memo) > 1000  # the bundled memo by default
+    assert len(gym.make("LatentUM-VSP-v0", memo=False).unwrapped.world.memo) == 0
+    vec = gym.make_vec("LatentUM-VSP-v0", num_envs=2, vectorization_mode="vector_entry_point", memo=False)
+    assert len(vec.unwrapped.world.memo) == 0

@@ -28,20 +28,20 @@ class NoMemo(ValueError):
 
 
 def memo_is_current(model: str | Path) -> bool:
-    """Whether the model directory ``model`` holds a memo made for its weights (``train all`` then keeps it)."""
-    from safetensors import safe_open
-
+    """Whether the model directory ``model`` holds a memo that loads for its weights (``train all`` then keeps it)."""
     from latentum_world.training.stages import load_model
 
     path = Path(model) / MEMO_FILE
     if not path.is_file():
         return False
+    weights = load_model(model)[0]
+    c = weights.config
     try:
-        with safe_open(str(path), "pt") as f:
-            metadata = f.metadata() or {}
-    except Exception:  # unreadable: rebuilt
+        with warnings.catch_warnings():  # (made for other weights: rebuilt, no need to say so)
+            warnings.simplefilter("ignore", UserWarning)
+            return TransitionMemo(c.latent_positions, c.codebook_size).load(path, weights_fingerprint(weights))
+    except ValueError:  # unreadable, or no square grid of latent positions
         return False
-    return metadata.get("weights_sha256") == weights_fingerprint(load_model(model)[0])
 
 
 def build_memo(model: str | Path | None = None, steps: int = DEFAULT_STEPS, num_envs: int = DEFAULT_NUM_ENVS,
@@ -58,15 +58,11 @@ def build_memo(model: str | Path | None = None, steps: int = DEFAULT_STEPS, num_
         raise ValueError(f"steps and num_envs must be >= 1, got {steps} and {num_envs}")
     path = resolve_model_path(model)
     out = Path(out) if out is not None else path / MEMO_FILE
-    with warnings.catch_warnings():  # (a memo there made for other weights: the one being replaced)
-        warnings.simplefilter("ignore", UserWarning)
-        env = LatentUMVSPVectorEnv(num_envs=num_envs, model=str(path), device=device)
+    env = LatentUMVSPVectorEnv(num_envs=num_envs, model=str(path), device=device, memo=False)  # from empty
     world = env.world
     if world.memo is None:
         raise NoMemo(f"{path}: this model's imagination takes no memo (it needs greedy fused steps and a square "
-                         "grid of latent positions)")
-    c = env.model.config
-    world.memo = TransitionMemo(c.latent_positions, c.codebook_size)  # from empty, whatever the directory holds
+                     "grid of latent positions)")
     rng = np.random.default_rng(seed)
     env.reset(seed=seed)
     fused, tenth = world.fused, max(1, steps // 10)

@@ -160,13 +160,13 @@ class LatentWorldModel:
         grid = math.isqrt(c.latent_positions)
         self.grid = grid if grid * grid == c.latent_positions else None  # latent positions as a square image grid
         self.memo = TransitionMemo(c.latent_positions, c.codebook_size) if fused and self.grid else None  # (else: the current codes)
+        if memo is True:  # the model directory's memo, if it was loaded from one that has it
+            home = getattr(model, "name_or_path", "")
+            memo = Path(home) / MEMO_FILE if home and (Path(home) / MEMO_FILE).is_file() else False
         if memo is not False and self.memo is not None:
-            home = getattr(model, "name_or_path", "")  # the directory it was loaded from ("" for a new model)
-            path = (Path(home) / MEMO_FILE if home else None) if memo is True else Path(memo)
-            if memo is not True and not path.is_file():
-                raise FileNotFoundError(f"no transition memo at {path} (make one with `latentum-world memo`)")
-            if path is not None and path.is_file():
-                self.memo.load(path, weights_fingerprint(model))
+            if not Path(memo).is_file():
+                raise FileNotFoundError(f"no transition memo at {memo} (make one with `latentum-world memo`)")
+            self.memo.load(memo, weights_fingerprint(model))
         self._text, self._image = ingest_functions(self.compiled)
         self.table_prompt = torch.tensor(tokenizer.encode_text(table_question(VSPMap(3, (0, 0), (1, 1)))[0]), device=self.device)
         # the read-out's player pieces (" @ |", " % |", " ! |": one token each) -> their symbol
